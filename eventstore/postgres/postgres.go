@@ -1,0 +1,487 @@
+// Package postgres is the PostgreSQL backend of the event store.
+//
+// Appends are group-committed: concurrent Append calls are queued and a
+// single writer goroutine commits whatever has queued up in one transaction.
+// Under load one commit (one WAL flush) carries many appends, which is how
+// the store beats one-transaction-per-event throughput. Each append in a
+// batch is still checked against its own expected version and fails or
+// succeeds on its own.
+//
+// Gap safety: the writer takes a transaction-scoped advisory lock before it
+// reads the current head and assigns positions, and PostgreSQL releases that
+// lock only after the commit is visible. So positions are assigned in commit
+// order across every process writing to the database, and a subscriber that
+// reads "position > checkpoint" can never miss an event that commits later
+// with a lower position.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/eventstore"
+)
+
+// notifyChannel carries "new events" wake-ups between processes. The payload
+// is the schema name, so stores in different schemas of one database (tests,
+// staging copies) do not wake each other.
+const notifyChannel = "salesos_events"
+
+// Options tune the store. Zero values mean the documented defaults.
+type Options struct {
+	// MaxBatch caps how many appends share one transaction. Default 512.
+	MaxBatch int
+	// PollInterval is the subscriptions' safety-net poll when no wake-up
+	// arrives. Default 1s.
+	PollInterval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is the PostgreSQL event store.
+type Store struct {
+	db     *sqlx.DB
+	opts   Options
+	queue  chan *appendReq
+	signal eventstore.Signal
+
+	stop    chan struct{}
+	done    sync.WaitGroup
+	closeMu sync.Once
+	schema  string
+}
+
+type appendReq struct {
+	ctx      context.Context
+	stream   string
+	expected int64
+	events   []eventstore.EventData
+	result   chan appendResult
+}
+
+type appendResult struct {
+	res eventstore.AppendResult
+	err error
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// New returns a store on db, whose schema must be migrated. It starts the
+// writer goroutine and a LISTEN connection for wake-ups from other
+// processes; Close stops both.
+func New(ctx context.Context, db *sqlx.DB, opts Options) (*Store, error) {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Store{db: db, opts: opts, queue: make(chan *appendReq, opts.MaxBatch*4), stop: make(chan struct{})}
+	if err := db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
+		return nil, fmt.Errorf("event store: %w", err)
+	}
+	s.done.Add(2)
+	go s.writer()
+	go s.listen()
+	return s, nil
+}
+
+// Close stops the writer and the listener. Appends still queued fail.
+func (s *Store) Close() error {
+	s.closeMu.Do(func() {
+		close(s.stop)
+		s.done.Wait()
+	})
+	return nil
+}
+
+// Ping implements eventstore.Store.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Append implements eventstore.Store.
+func (s *Store) Append(ctx context.Context, stream string, expected int64, events ...eventstore.EventData) (eventstore.AppendResult, error) {
+	if err := validateAppend(stream, expected, events); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	req := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, result: make(chan appendResult, 1)}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		return eventstore.AppendResult{}, ctx.Err()
+	case <-s.stop:
+		return eventstore.AppendResult{}, errors.New("event store closed")
+	}
+	// Once queued, wait for the outcome even if ctx ends meanwhile: the
+	// batch may already be committing, and reporting a failure for an
+	// append that did commit would make callers retry a successful write.
+	r := <-req.result
+	return r.res, r.err
+}
+
+func validateAppend(stream string, expected int64, events []eventstore.EventData) error {
+	if stream == "" {
+		return fmt.Errorf("%w: empty stream name", eventstore.ErrInvalidAppend)
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("%w: no events", eventstore.ErrInvalidAppend)
+	}
+	if expected < eventstore.Any {
+		return fmt.Errorf("%w: expected version %d", eventstore.ErrInvalidAppend, expected)
+	}
+	for i, e := range events {
+		if e.ID == "" || e.Type == "" {
+			return fmt.Errorf("%w: event %d needs an id and a type", eventstore.ErrInvalidAppend, i)
+		}
+		if !json.Valid(e.Data) || (len(e.Metadata) > 0 && !json.Valid(e.Metadata)) {
+			return fmt.Errorf("%w: event %d: data and metadata must be JSON", eventstore.ErrInvalidAppend, i)
+		}
+	}
+	return nil
+}
+
+// writer is the only goroutine that writes events: it drains whatever has
+// queued while the previous commit ran and commits it as one batch.
+func (s *Store) writer() {
+	defer s.done.Done()
+	for {
+		var first *appendReq
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			s.failQueued()
+			return
+		}
+		batch := []*appendReq{first}
+	drain:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+func (s *Store) failQueued() {
+	for {
+		select {
+		case r := <-s.queue:
+			r.result <- appendResult{err: errors.New("event store closed")}
+		default:
+			return
+		}
+	}
+}
+
+// commitBatch commits a batch. If the transaction fails as a whole (not a
+// per-append version conflict, which is decided inside), each append is
+// retried alone so one bad append cannot fail its neighbours.
+func (s *Store) commitBatch(batch []*appendReq) {
+	// Drop appends whose callers gave up before we started.
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.result <- appendResult{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	results, err := s.tryCommit(live)
+	if err == nil {
+		for i, r := range live {
+			r.result <- results[i]
+		}
+		s.signal.Notify()
+		return
+	}
+	if len(live) == 1 {
+		live[0].result <- appendResult{err: err}
+		return
+	}
+	for _, r := range live {
+		res, err := s.tryCommit([]*appendReq{r})
+		if err != nil {
+			r.result <- appendResult{err: err}
+			continue
+		}
+		r.result <- res[0]
+	}
+	s.signal.Notify()
+}
+
+func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
+	// The batch's own deadline: long enough for a slow disk, short enough
+	// that a wedged connection does not stall every writer forever.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("event store: begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':salesos:events'))`); err != nil {
+		return nil, fmt.Errorf("event store: lock: %w", err)
+	}
+
+	streams := make([]string, 0, len(batch))
+	seen := make(map[string]bool, len(batch))
+	for _, r := range batch {
+		if !seen[r.stream] {
+			seen[r.stream] = true
+			streams = append(streams, r.stream)
+		}
+	}
+	versions := make(map[string]int64, len(streams))
+	rows, err := tx.QueryContext(ctx, `SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id`, streams)
+	if err != nil {
+		return nil, fmt.Errorf("event store: read versions: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		versions[id] = v
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var head int64
+	if err := tx.GetContext(ctx, &head, `SELECT COALESCE(max(position), 0) FROM events`); err != nil {
+		return nil, fmt.Errorf("event store: read head: %w", err)
+	}
+
+	results := make([]appendResult, len(batch))
+	var (
+		positions []int64
+		ids       []string
+		streamIDs []string
+		vers      []int64
+		types     []string
+		data      []string
+		meta      []string
+	)
+	for i, r := range batch {
+		current := versions[r.stream]
+		if !expectationHolds(r.expected, current) {
+			results[i] = appendResult{err: &eventstore.VersionConflictError{Stream: r.stream, Expected: r.expected, Actual: current}}
+			continue
+		}
+		for _, e := range r.events {
+			head++
+			current++
+			positions = append(positions, head)
+			ids = append(ids, e.ID)
+			streamIDs = append(streamIDs, r.stream)
+			vers = append(vers, current)
+			types = append(types, e.Type)
+			data = append(data, string(e.Data))
+			m := string(e.Metadata)
+			if m == "" {
+				m = "{}"
+			}
+			meta = append(meta, m)
+		}
+		versions[r.stream] = current
+		results[i] = appendResult{res: eventstore.AppendResult{Version: current, Position: uint64(head)}}
+	}
+	if len(positions) == 0 {
+		return results, nil // every append was a version conflict
+	}
+	_, err = tx.ExecContext(ctx, `
+		INSERT INTO events (position, event_id, stream_id, version, type, data, metadata)
+		SELECT p, e::uuid, s, v, t, d::json, m::json
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS x(p, e, s, v, t, d, m)`,
+		positions, ids, streamIDs, vers, types, data, meta)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, current_schema())`, notifyChannel); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("event store: commit: %w", err)
+	}
+	return results, nil
+}
+
+func expectationHolds(expected, current int64) bool {
+	switch expected {
+	case eventstore.Any:
+		return true
+	case eventstore.NoStream:
+		return current == 0
+	default:
+		return expected == current
+	}
+}
+
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505": // unique_violation: an event id used twice
+			return fmt.Errorf("%w: duplicate event id (%s)", eventstore.ErrInvalidAppend, pgErr.ConstraintName)
+		case "22P02", "22P03": // invalid text representation: a malformed uuid
+			return fmt.Errorf("%w: %s", eventstore.ErrInvalidAppend, pgErr.Message)
+		}
+	}
+	return fmt.Errorf("event store: insert: %w", err)
+}
+
+const selectEvents = `SELECT event_id::text, stream_id, version, position, type, data::text, metadata::text, recorded_at FROM events`
+
+func scanEvents(rows *sql.Rows, capHint int) ([]eventstore.RecordedEvent, error) {
+	defer rows.Close()
+	out := make([]eventstore.RecordedEvent, 0, capHint)
+	for rows.Next() {
+		var e eventstore.RecordedEvent
+		var pos int64
+		var data, meta string
+		if err := rows.Scan(&e.ID, &e.StreamID, &e.Version, &pos, &e.Type, &data, &meta, &e.RecordedAt); err != nil {
+			return nil, err
+		}
+		e.Position = uint64(pos)
+		e.Data = []byte(data)
+		e.Metadata = []byte(meta)
+		e.RecordedAt = e.RecordedAt.UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ReadStream implements eventstore.Store.
+func (s *Store) ReadStream(ctx context.Context, stream string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error) {
+	if fromVersion < 1 {
+		fromVersion = 1
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := s.db.QueryContext(ctx, selectEvents+` WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, stream, fromVersion, limit)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := scanEvents(rows, 16)
+	if err != nil {
+		return nil, err
+	}
+	if len(evs) == 0 {
+		var exists bool
+		if err := s.db.GetContext(ctx, &exists, `SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = $1)`, stream); err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, fmt.Errorf("%w: %s", eventstore.ErrStreamNotFound, stream)
+		}
+	}
+	return evs, nil
+}
+
+// ReadAll implements eventstore.Store.
+func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]eventstore.RecordedEvent, error) {
+	if limit <= 0 {
+		limit = eventstore.DefaultBatchSize
+	}
+	rows, err := s.db.QueryContext(ctx, selectEvents+` WHERE position > $1 ORDER BY position LIMIT $2`, int64(after), limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanEvents(rows, limit)
+}
+
+// Head implements eventstore.Store.
+func (s *Store) Head(ctx context.Context) (uint64, error) {
+	var h int64
+	err := s.db.GetContext(ctx, &h, `SELECT COALESCE(max(position), 0) FROM events`)
+	return uint64(h), err
+}
+
+// Subscribe implements eventstore.Store.
+func (s *Store) Subscribe(ctx context.Context, after uint64, opts eventstore.SubscribeOptions) (eventstore.Subscription, error) {
+	return &eventstore.PollingSubscription{
+		Read:         s.ReadAll,
+		Signal:       &s.signal,
+		PollInterval: s.opts.PollInterval,
+		After:        after,
+		BatchSize:    opts.BatchSize,
+	}, nil
+}
+
+// listen relays NOTIFY wake-ups from other processes to local subscribers.
+// It reconnects with backoff; meanwhile the subscriptions' poll covers.
+func (s *Store) listen() {
+	defer s.done.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.opts.Logger.Warn("event store: LISTEN connection lost; subscriptions fall back to polling until it is back", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The connection carries LISTEN state: have database/sql discard it
+		// instead of handing it to the next caller.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+	}()
+	return conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		if _, err := pc.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+			return err
+		}
+		for {
+			n, err := pc.WaitForNotification(ctx)
+			if err != nil {
+				return err
+			}
+			if n.Payload == s.schema {
+				s.signal.Notify()
+			}
+		}
+	})
+}
