@@ -129,8 +129,13 @@ type Subscription interface {
 	Close() error
 }
 
+// StreamReader is the part of Store that reads single streams.
+type StreamReader interface {
+	ReadStream(ctx context.Context, stream string, fromVersion int64, limit int) ([]RecordedEvent, error)
+}
+
 // ReadFullStream reads every event of a stream, page by page.
-func ReadFullStream(ctx context.Context, s Store, stream string) ([]RecordedEvent, error) {
+func ReadFullStream(ctx context.Context, s StreamReader, stream string) ([]RecordedEvent, error) {
 	const page = 1000
 	var all []RecordedEvent
 	from := int64(1)

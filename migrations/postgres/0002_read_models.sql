@@ -3,10 +3,13 @@
 
 -- One row per projection: the global position of the last event it applied.
 -- It is updated in the same transaction as the projection's tables, so a
--- crash never applies an event twice or skips one.
+-- crash never applies an event twice or skips one. generation grows with
+-- every rebuild, so a running instance notices that the tables were reset
+-- under it and starts again from position 0.
 CREATE TABLE projection_checkpoints (
     name       TEXT        PRIMARY KEY,
     position   BIGINT      NOT NULL DEFAULT 0,
+    generation BIGINT      NOT NULL DEFAULT 0,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 

@@ -1,0 +1,175 @@
+// Package app is the composition root: it turns a Config into a running
+// SalesOS (database, event store, projections, HTTP API) and shuts it down
+// in order. cmd/salesos, the end-to-end tests and the benchmarks all start
+// the service through here, so they exercise the same wiring.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/api"
+	"github.com/salesos/salesos/auth"
+	"github.com/salesos/salesos/commands"
+	"github.com/salesos/salesos/eventstore/postgres"
+	"github.com/salesos/salesos/migrations"
+	"github.com/salesos/salesos/projections"
+)
+
+// App is an assembled SalesOS instance.
+type App struct {
+	Config    Config
+	DB        *sqlx.DB
+	Store     *postgres.Store
+	Runner    *projections.Runner
+	API       *api.Server
+	DevIssuer *auth.DevIssuer // nil when an external issuer is configured
+	log       *slog.Logger
+}
+
+// Open connects to the database, applies migrations (unless disabled) and
+// builds every component. Nothing runs until Serve.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	db, err := OpenDB(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Config: cfg, DB: db, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
+	if cfg.AutoMigrate {
+		res, err := migrations.Apply(ctx, db)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		if len(res.Applied) > 0 {
+			log.Info("applied migrations", "count", len(res.Applied), "version", res.Current)
+		}
+	}
+	if a.Store, err = postgres.New(ctx, db, postgres.Options{Logger: log}); err != nil {
+		return nil, err
+	}
+	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log}, projections.Leads{}, projections.Deals{})
+
+	issuer, audience := cfg.OIDCIssuer, cfg.Audience()
+	var devHandler http.Handler
+	if issuer == "" {
+		if a.DevIssuer, err = auth.LoadOrCreateDevIssuer(cfg.DataDir, auth.DevIssuerURL(cfg.Addr)); err != nil {
+			return nil, fmt.Errorf("development issuer: %w", err)
+		}
+		issuer = a.DevIssuer.Issuer()
+		devHandler = a.DevIssuer.Handler()
+	}
+	verifier, err := auth.NewVerifier(auth.Config{Issuer: issuer, Audience: audience, TenantClaim: cfg.TenantClaim, PlanClaim: cfg.PlanClaim})
+	if err != nil {
+		return nil, err
+	}
+	checks := []api.Check{
+		{Name: "database", Run: db.PingContext},
+		{Name: "event_store", Run: a.Store.Ping},
+	}
+	if a.DevIssuer == nil {
+		// The development issuer is this very server, so it is ready when
+		// we are; an external one must be reachable.
+		checks = append(checks, api.Check{Name: "identity_provider", Run: verifier.Ready})
+	}
+	a.API = api.New(api.Deps{
+		Commands:        &commands.Handler{Store: a.Store},
+		Queries:         projections.Queries{DB: db},
+		Streams:         a.Store,
+		Waiter:          a.Runner,
+		Verifier:        verifier,
+		Checks:          checks,
+		Logger:          log,
+		ConsistencyWait: cfg.ConsistencyWait,
+		DevIssuer:       devHandler,
+	})
+	ok = true
+	return a, nil
+}
+
+// OpenDB opens and pings a PostgreSQL database.
+func OpenDB(ctx context.Context, url string) (*sqlx.DB, error) {
+	db, err := sqlx.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	db.SetMaxOpenConns(40)
+	db.SetMaxIdleConns(40)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database unreachable: %w", err)
+	}
+	return db, nil
+}
+
+// Serve runs the projections and the HTTP server on ln until ctx ends, then
+// drains in-flight requests (up to ShutdownTimeout) and stops the
+// projections after their current batch.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.API.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
+	projDone := make(chan struct{})
+	go func() {
+		defer close(projDone)
+		_ = a.Runner.Run(projCtx)
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		a.log.Warn("HTTP shutdown did not drain in time", "error", err)
+	}
+	stopProjections()
+	<-projDone
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// Close releases the event store and the database.
+func (a *App) Close() {
+	if a.Store != nil {
+		a.Store.Close()
+	}
+	if a.DB != nil {
+		a.DB.Close()
+	}
+}

@@ -1,0 +1,156 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the runtime configuration, read from SALESOS_* environment
+// variables (see the README's configuration table).
+type Config struct {
+	Addr          string // SALESOS_ADDR, default ":8080"
+	DataDir       string // SALESOS_DATA_DIR, default "./data"
+	DatabaseURL   string // SALESOS_DATABASE_URL
+	EventStoreURL string // SALESOS_EVENTSTORE_URL, default DatabaseURL
+	Env           string // SALESOS_ENV: development | staging | production
+
+	OIDCIssuer   string // SALESOS_OIDC_ISSUER; empty → built-in development issuer
+	OIDCAudience string // SALESOS_OIDC_AUDIENCE
+	TenantClaim  string // SALESOS_TENANT_CLAIM, default "org_id"
+	PlanClaim    string // SALESOS_PLAN_CLAIM, default "plan"
+
+	ConsistencyWait time.Duration // SALESOS_CONSISTENCY_WAIT, default 5s
+	AutoMigrate     bool          // SALESOS_AUTO_MIGRATE, default true
+	ShutdownTimeout time.Duration // SALESOS_SHUTDOWN_TIMEOUT, default 20s
+	LogLevel        string        // SALESOS_LOG_LEVEL: debug | info | warn | error
+}
+
+// DevAudience is the audience of the built-in development issuer's tokens
+// when SALESOS_OIDC_AUDIENCE is not set.
+const DevAudience = "salesos-dev"
+
+// ConfigFromEnv reads the configuration; Validate reports every problem.
+func ConfigFromEnv() (Config, error) {
+	c := Config{
+		Addr:          envOr("SALESOS_ADDR", ":8080"),
+		DataDir:       envOr("SALESOS_DATA_DIR", "./data"),
+		DatabaseURL:   os.Getenv("SALESOS_DATABASE_URL"),
+		EventStoreURL: os.Getenv("SALESOS_EVENTSTORE_URL"),
+		Env:           envOr("SALESOS_ENV", "development"),
+		OIDCIssuer:    os.Getenv("SALESOS_OIDC_ISSUER"),
+		OIDCAudience:  os.Getenv("SALESOS_OIDC_AUDIENCE"),
+		TenantClaim:   envOr("SALESOS_TENANT_CLAIM", "org_id"),
+		PlanClaim:     envOr("SALESOS_PLAN_CLAIM", "plan"),
+		LogLevel:      envOr("SALESOS_LOG_LEVEL", "info"),
+	}
+	var errs []error
+	var err error
+	if c.ConsistencyWait, err = envDuration("SALESOS_CONSISTENCY_WAIT", 5*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ShutdownTimeout, err = envDuration("SALESOS_SHUTDOWN_TIMEOUT", 20*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AutoMigrate, err = envBool("SALESOS_AUTO_MIGRATE", true); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate joins every configuration problem into one error.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Env {
+	case "development", "staging", "production":
+	default:
+		errs = append(errs, fmt.Errorf("SALESOS_ENV must be development, staging or production, not %q", c.Env))
+	}
+	if c.OIDCIssuer == "" && c.Env == "production" {
+		errs = append(errs, errors.New("SALESOS_ENV=production needs SALESOS_OIDC_ISSUER and SALESOS_OIDC_AUDIENCE: the built-in development issuer is never used in production"))
+	}
+	if c.OIDCIssuer != "" && c.OIDCAudience == "" {
+		errs = append(errs, errors.New("SALESOS_OIDC_ISSUER is set but SALESOS_OIDC_AUDIENCE is not"))
+	}
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("SALESOS_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)"))
+	} else if !isPostgresURL(c.DatabaseURL) {
+		errs = append(errs, fmt.Errorf("SALESOS_DATABASE_URL: only postgres:// URLs are supported by this build"))
+	}
+	if c.EventStoreURL != "" && !isPostgresURL(c.EventStoreURL) {
+		errs = append(errs, fmt.Errorf("SALESOS_EVENTSTORE_URL: only postgres:// URLs are supported by this build"))
+	}
+	if c.EventStoreURL != "" && c.EventStoreURL != c.DatabaseURL {
+		errs = append(errs, errors.New("SALESOS_EVENTSTORE_URL: a PostgreSQL event store must be the same database as SALESOS_DATABASE_URL (projections commit their checkpoints next to the read model)"))
+	}
+	if c.ConsistencyWait < 0 || c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Audience is the audience tokens must carry.
+func (c Config) Audience() string {
+	if c.OIDCAudience == "" && c.OIDCIssuer == "" {
+		return DevAudience
+	}
+	return c.OIDCAudience
+}
+
+func isPostgresURL(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func envDuration(k string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(k)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return def, fmt.Errorf("%s: %q is not a Go duration such as 5s or 250ms", k, v)
+	}
+	return d, nil
+}
+
+func envBool(k string, def bool) (bool, error) {
+	v := os.Getenv(k)
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return def, fmt.Errorf("%s: %q is not true or false", k, v)
+	}
+	return b, nil
+}
+
+// ConfigFromEnvForTools reads the configuration for commands that need no
+// database (dev-token): database settings are not validated.
+func ConfigFromEnvForTools() (Config, error) {
+	c, err := ConfigFromEnv()
+	if err == nil {
+		return c, nil
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "postgres://unused"
+		if verr := c.Validate(); verr == nil {
+			c.DatabaseURL = ""
+			return c, nil
+		}
+	}
+	return c, err
+}

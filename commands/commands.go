@@ -1,0 +1,166 @@
+// Package commands turns API requests into events: each command loads the
+// record's stream, asks the domain what happens, and appends the resulting
+// events with the version it loaded as the expected version.
+//
+// Concurrency: when the caller sent If-Match, a different current version is
+// ErrPreconditionFailed and a concurrent write that lands between load and
+// append is too, since the caller asked for exactly that version. Without
+// If-Match, a concurrent write makes the command reload and decide again, up
+// to MaxAttempts times, so no acknowledged change is ever lost or applied on
+// stale state.
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/envelope"
+	"github.com/salesos/salesos/eventstore"
+)
+
+// MaxAttempts bounds the reload-and-retry loop on concurrent writes.
+const MaxAttempts = 5
+
+// ErrPreconditionFailed: the record is not at the version the caller named.
+var ErrPreconditionFailed = errors.New("precondition failed")
+
+// ErrConflict: concurrent writers kept winning for MaxAttempts rounds.
+var ErrConflict = errors.New("too many concurrent changes")
+
+// Appender is what commands need from the event store.
+type Appender interface {
+	Append(ctx context.Context, stream string, expectedVersion int64, events ...eventstore.EventData) (eventstore.AppendResult, error)
+	ReadStream(ctx context.Context, stream string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error)
+}
+
+// Meta says who issues a command and on behalf of which organization.
+type Meta struct {
+	OrgID         string
+	Actor         domain.Actor
+	RequestID     string
+	CorrelationID string // defaults to RequestID
+	CausationID   string
+}
+
+// Handler runs commands. The zero value is not usable; set Store.
+type Handler struct {
+	Store Appender
+	// Now is the clock; defaults to time.Now. Times are kept in UTC at
+	// microsecond precision, the precision PostgreSQL stores, so a record
+	// reads back exactly as the write answered it.
+	Now func() time.Time
+	// NewID returns a new record id with the given prefix; defaults to
+	// "<prefix>_" + a time-ordered UUID without dashes.
+	NewID func(prefix string) string
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now().UTC().Truncate(time.Microsecond)
+	}
+	return time.Now().UTC().Truncate(time.Microsecond)
+}
+
+func (h *Handler) newID(prefix string) string {
+	if h.NewID != nil {
+		return h.NewID(prefix)
+	}
+	return prefix + "_" + strings.ReplaceAll(uuid.Must(uuid.NewV7()).String(), "-", "")
+}
+
+// Result of a write: the state computed from the events just appended, and
+// the global position of the last one (the consistency token).
+type Result[T any] struct {
+	Record   T
+	Position uint64
+}
+
+// encode wraps domain events with metadata. All events of one command share
+// a timestamp and causation, each gets its own id.
+func (h *Handler) encode(evs []domain.Event, m Meta, at time.Time) ([]eventstore.EventData, []domain.Metadata, error) {
+	out := make([]eventstore.EventData, 0, len(evs))
+	metas := make([]domain.Metadata, 0, len(evs))
+	corr := m.CorrelationID
+	if corr == "" {
+		corr = m.RequestID
+	}
+	for _, e := range evs {
+		md := domain.Metadata{
+			EventID:       uuid.Must(uuid.NewV7()).String(),
+			OccurredAt:    at,
+			OrgID:         m.OrgID,
+			Actor:         m.Actor,
+			RequestID:     m.RequestID,
+			CorrelationID: corr,
+			CausationID:   m.CausationID,
+		}
+		d, err := envelope.Encode(e, md)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, d)
+		metas = append(metas, md)
+	}
+	return out, metas, nil
+}
+
+// loadStream reads and decodes a record's stream and checks that it belongs
+// to the caller's organization. Another organization's record is reported
+// as not found, exactly like a missing one.
+func loadStream(ctx context.Context, s Appender, stream, orgID string) ([]domain.Recorded, error) {
+	raw, err := eventstore.ReadFullStream(ctx, s, stream)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return nil, domain.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	envs, err := envelope.DecodeAll(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(envs) == 0 || envs[0].Meta.OrgID != orgID {
+		return nil, domain.ErrNotFound
+	}
+	out := make([]domain.Recorded, len(envs))
+	for i, e := range envs {
+		out[i] = domain.Recorded{Event: e.Event, Metadata: e.Meta}
+	}
+	return out, nil
+}
+
+// retry runs attempt until it succeeds, fails for another reason than a
+// version conflict, or MaxAttempts conflicts happened. With an If-Match
+// version a conflict is final: the caller asked for that exact version.
+func retry[T any](ctx context.Context, ifMatch *int64, attempt func() (T, error)) (T, error) {
+	var zero T
+	for i := 0; i < MaxAttempts; i++ {
+		res, err := attempt()
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, eventstore.ErrWrongExpectedVersion) {
+			return zero, err
+		}
+		if ifMatch != nil {
+			return zero, fmt.Errorf("%w: %v", ErrPreconditionFailed, err)
+		}
+		if ctx.Err() != nil {
+			return zero, ctx.Err()
+		}
+	}
+	return zero, ErrConflict
+}
+
+func checkIfMatch(ifMatch *int64, current int64) error {
+	if ifMatch != nil && *ifMatch != current {
+		return fmt.Errorf("%w: record is at version %d, If-Match named %d", ErrPreconditionFailed, current, *ifMatch)
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/eventstore"
+)
+
+// Conversion is the outcome of converting a lead.
+type Conversion struct {
+	Lead     domain.Lead
+	Deal     domain.Deal
+	Position uint64
+}
+
+// ConvertLead marks a lead converted and creates its deal.
+//
+// The two records live in two streams, and the event store only makes one
+// stream's append atomic. The lead's lead.converted event is appended first,
+// with the expected version: that append is the decision (a second convert
+// loses it and gets a conflict), and it names the deal id. The deal's
+// creation follows. Should the process die between the two, the lead says
+// converted with a converted_deal_id whose stream does not exist yet; the
+// deal creation is retried here on transient errors to keep that window as
+// small as we can, and the event names the deal so it can be repaired.
+func (h *Handler) ConvertLead(ctx context.Context, m Meta, leadID string, in domain.ConvertDealInput, ifMatch *int64) (Conversion, error) {
+	dealID := h.newID("deal")
+	var dealEvents []domain.Event
+	res, err := retry(ctx, ifMatch, func() (Result[domain.Lead], error) {
+		lead, err := h.loadLead(ctx, m, leadID)
+		if err != nil {
+			return Result[domain.Lead]{}, err
+		}
+		if err := checkIfMatch(ifMatch, lead.Version); err != nil {
+			return Result[domain.Lead]{}, err
+		}
+		evs, err := lead.Convert(dealID)
+		if err != nil {
+			return Result[domain.Lead]{}, err
+		}
+		// Validate the deal before anything is written.
+		dealEvents, err = domain.DealFromConversion(dealID, m.OrgID, lead, in)
+		if err != nil {
+			return Result[domain.Lead]{}, err
+		}
+		pos, err := h.appendLead(ctx, m, &lead, lead.Version, evs)
+		return Result[domain.Lead]{Record: lead, Position: pos}, err
+	})
+	if err != nil {
+		return Conversion{}, err
+	}
+	deal := domain.Deal{ID: dealID}
+	var pos uint64
+	for attempt := 0; ; attempt++ {
+		pos, err = h.appendDeal(ctx, m, &deal, eventstore.NoStream, dealEvents)
+		if err == nil || attempt == MaxAttempts-1 || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return Conversion{}, fmt.Errorf("lead %s converted but deal %s not created: %w", leadID, dealID, err)
+	}
+	return Conversion{Lead: res.Record, Deal: deal, Position: max(pos, res.Position)}, nil
+}

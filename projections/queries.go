@@ -1,0 +1,222 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/domain"
+)
+
+// Queries reads the query tables. Every query names the organization.
+type Queries struct{ DB *sqlx.DB }
+
+// Cursor is a position in a list ordered newest first: (created_at, id) of
+// the last item returned. Keyset positions stay valid while records are
+// inserted concurrently: nothing is skipped or repeated.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// ErrBadCursor is returned for a cursor this server did not issue.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// Encode returns the opaque form handed to clients.
+func (c Cursor) Encode() string {
+	raw := strconv.FormatInt(c.CreatedAt.UnixNano(), 10) + "|" + c.ID
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// DecodeCursor parses a cursor from Encode.
+func DecodeCursor(s string) (Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	ns, id, ok := strings.Cut(string(raw), "|")
+	if !ok || id == "" {
+		return Cursor{}, ErrBadCursor
+	}
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	return Cursor{CreatedAt: time.Unix(0, n).UTC(), ID: id}, nil
+}
+
+// Page is one page of a list.
+type Page[T any] struct {
+	Data       []T
+	HasMore    bool
+	NextCursor *Cursor
+}
+
+// LeadFilter selects leads; zero fields do not filter.
+type LeadFilter struct {
+	Status       string
+	OwnerID      string
+	Q            string // substring of name, email or company, case-insensitive
+	CreatedAfter *time.Time
+	Limit        int
+	After        *Cursor
+}
+
+// GetLead returns a live lead of the organization, or domain.ErrNotFound.
+func (q Queries) GetLead(ctx context.Context, orgID, id string) (domain.Lead, error) {
+	var r leadRow
+	err := q.DB.GetContext(ctx, &r, `SELECT `+leadColumns+` FROM leads WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return domain.Lead{}, domain.ErrNotFound
+	}
+	if err != nil {
+		return domain.Lead{}, err
+	}
+	return r.lead()
+}
+
+// ListLeads lists live leads newest first.
+func (q Queries) ListLeads(ctx context.Context, orgID string, f LeadFilter) (Page[domain.Lead], error) {
+	w := where{}
+	w.add("org_id = ?", orgID)
+	w.add("deleted_at IS NULL")
+	if f.Status != "" {
+		w.add("status = ?", f.Status)
+	}
+	if f.OwnerID != "" {
+		w.add("owner_id = ?", f.OwnerID)
+	}
+	if f.Q != "" {
+		p := "%" + escapeLike(f.Q) + "%"
+		w.add("(name ILIKE ? OR email ILIKE ? OR company ILIKE ?)", p, p, p)
+	}
+	if f.CreatedAfter != nil {
+		w.add("created_at > ?", *f.CreatedAfter)
+	}
+	w.keyset(f.After)
+	var rows []leadRow
+	if err := q.DB.SelectContext(ctx, &rows, w.query(`SELECT `+leadColumns+` FROM leads`, f.Limit), w.args...); err != nil {
+		return Page[domain.Lead]{}, err
+	}
+	out := Page[domain.Lead]{Data: make([]domain.Lead, 0, len(rows))}
+	for i, r := range rows {
+		if i == f.Limit {
+			out.HasMore = true
+			break
+		}
+		l, err := r.lead()
+		if err != nil {
+			return out, err
+		}
+		out.Data = append(out.Data, l)
+	}
+	if out.HasMore {
+		last := out.Data[len(out.Data)-1]
+		out.NextCursor = &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
+	}
+	return out, nil
+}
+
+// DealFilter selects deals; zero fields do not filter.
+type DealFilter struct {
+	Stage        string
+	OwnerID      string
+	LeadID       string
+	Q            string // substring of the name, case-insensitive
+	CreatedAfter *time.Time
+	Limit        int
+	After        *Cursor
+}
+
+// GetDeal returns a live deal of the organization, or domain.ErrNotFound.
+func (q Queries) GetDeal(ctx context.Context, orgID, id string) (domain.Deal, error) {
+	var r dealRow
+	err := q.DB.GetContext(ctx, &r, `SELECT `+dealSelect+` FROM deals WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return domain.Deal{}, domain.ErrNotFound
+	}
+	if err != nil {
+		return domain.Deal{}, err
+	}
+	return r.deal()
+}
+
+// ListDeals lists live deals newest first.
+func (q Queries) ListDeals(ctx context.Context, orgID string, f DealFilter) (Page[domain.Deal], error) {
+	w := where{}
+	w.add("org_id = ?", orgID)
+	w.add("deleted_at IS NULL")
+	if f.Stage != "" {
+		w.add("stage = ?", f.Stage)
+	}
+	if f.OwnerID != "" {
+		w.add("owner_id = ?", f.OwnerID)
+	}
+	if f.LeadID != "" {
+		w.add("lead_id = ?", f.LeadID)
+	}
+	if f.Q != "" {
+		w.add("name ILIKE ?", "%"+escapeLike(f.Q)+"%")
+	}
+	if f.CreatedAfter != nil {
+		w.add("created_at > ?", *f.CreatedAfter)
+	}
+	w.keyset(f.After)
+	var rows []dealRow
+	if err := q.DB.SelectContext(ctx, &rows, w.query(`SELECT `+dealSelect+` FROM deals`, f.Limit), w.args...); err != nil {
+		return Page[domain.Deal]{}, err
+	}
+	out := Page[domain.Deal]{Data: make([]domain.Deal, 0, len(rows))}
+	for i, r := range rows {
+		if i == f.Limit {
+			out.HasMore = true
+			break
+		}
+		d, err := r.deal()
+		if err != nil {
+			return out, err
+		}
+		out.Data = append(out.Data, d)
+	}
+	if out.HasMore {
+		last := out.Data[len(out.Data)-1]
+		out.NextCursor = &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
+	}
+	return out, nil
+}
+
+// where builds a WHERE clause with numbered placeholders.
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) add(cond string, args ...any) {
+	for _, a := range args {
+		w.args = append(w.args, a)
+		cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(w.args)), 1)
+	}
+	w.conds = append(w.conds, cond)
+}
+
+func (w *where) keyset(after *Cursor) {
+	if after != nil {
+		w.add("(created_at, id) < (?, ?)", after.CreatedAt, after.ID)
+	}
+}
+
+// query fetches one row more than the limit to learn whether more exist.
+func (w *where) query(selectFrom string, limit int) string {
+	return fmt.Sprintf("%s WHERE %s ORDER BY created_at DESC, id DESC LIMIT %d", selectFrom, strings.Join(w.conds, " AND "), limit+1)
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}

@@ -1,0 +1,351 @@
+// Package projections builds the query side of SalesOS from the event store.
+//
+// Each projection is a Watermill handler on a Router. Its subscriber reads
+// the event store from the projection's checkpoint and hands the handler
+// whole batches; the handler applies a batch with set-based SQL and moves
+// the checkpoint in the same transaction. So a crash at any point either
+// keeps the whole batch or none of it, and replaying a batch that was
+// already applied changes nothing (events at or below the checkpoint are
+// skipped). Among several API instances one runs each projection at a time
+// (an advisory lock); the others stand by.
+//
+// Warning: a projection's Name is its checkpoint key. Renaming a projection
+// makes it start again from position 0.
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/eventstore"
+)
+
+// Projection turns events into query tables.
+type Projection interface {
+	// Name is the checkpoint key (see the package warning).
+	Name() string
+	// Apply applies events, in position order, inside tx. Every event is
+	// offered, including types the projection does not care about.
+	Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error
+	// Reset empties the projection's tables, for a rebuild.
+	Reset(ctx context.Context, tx *sqlx.Tx) error
+}
+
+// Config of a Runner. Zero values mean the documented defaults.
+type Config struct {
+	// BatchSize is the most events applied in one transaction. Default 1000.
+	BatchSize int
+	// LeaderRetry is how often a standby instance tries to take over a
+	// projection. Default 2s.
+	LeaderRetry time.Duration
+	// MaxRetries of a failing batch before it is handed back and offered
+	// again after a backoff. Default 5.
+	MaxRetries int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.LeaderRetry <= 0 {
+		c.LeaderRetry = 2 * time.Second
+	}
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = 5
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Runner hosts projections on a Watermill router.
+type Runner struct {
+	db          *sqlx.DB
+	store       eventstore.Store
+	projections []Projection
+	cfg         Config
+	progress    eventstore.Signal
+
+	mu        sync.Mutex
+	positions map[string]uint64
+	// applyHook, when set by tests, runs after each committed batch.
+	applyHook func(name string, last uint64)
+}
+
+// NewRunner prepares a runner; Run starts it.
+func NewRunner(db *sqlx.DB, store eventstore.Store, cfg Config, ps ...Projection) *Runner {
+	cfg.setDefaults()
+	return &Runner{db: db, store: store, projections: ps, cfg: cfg, positions: map[string]uint64{}}
+}
+
+// Run blocks until ctx ends. If the router stops on its own (a lost
+// database, say), it is started again after a pause.
+func (r *Runner) Run(ctx context.Context) error {
+	for {
+		err := r.runRouter(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.cfg.Logger.Error("projections: router stopped; restarting", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (r *Runner) runRouter(ctx context.Context) error {
+	wlog := watermill.NewSlogLogger(r.cfg.Logger.With("component", "projections"))
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
+	if err != nil {
+		return err
+	}
+	// Retry wraps Recoverer so that a panic becomes an error that is retried
+	// like any other, instead of escaping the retry loop.
+	router.AddMiddleware(
+		middleware.Retry{
+			MaxRetries:      r.cfg.MaxRetries,
+			InitialInterval: 50 * time.Millisecond,
+			MaxInterval:     2 * time.Second,
+			Multiplier:      2,
+			Logger:          wlog,
+		}.Middleware,
+		middleware.Recoverer,
+	)
+	sub := &storeSubscriber{store: r.store, db: r.db, batchSize: r.cfg.BatchSize, logger: r.cfg.Logger, lockRetry: r.cfg.LeaderRetry}
+	for _, p := range r.projections {
+		router.AddConsumerHandler(p.Name(), p.Name(), sub, r.handler(p))
+	}
+	err = router.Run(ctx)
+	_ = sub.Close()
+	return err
+}
+
+func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		var batch batchPayload
+		if err := json.Unmarshal(msg.Payload, &batch); err != nil {
+			return fmt.Errorf("decode batch: %w", err)
+		}
+		last, err := applyBatch(msg.Context(), r.db, p, batch.Generation, batch.Events)
+		if errors.Is(err, errRebuilt) {
+			return nil // the subscriber notices and starts again from 0
+		}
+		if err != nil {
+			return err
+		}
+		r.advanced(p.Name(), last)
+		return nil
+	}
+}
+
+// errRebuilt: the projection was reset by a rebuild after the batch was read.
+var errRebuilt = errors.New("projection was rebuilt")
+
+// checkpoint is a projection's stored progress.
+type checkpoint struct {
+	Position   int64 `db:"position"`
+	Generation int64 `db:"generation"`
+}
+
+// applyBatch applies the events above the stored checkpoint and moves the
+// checkpoint, in one transaction. The checkpoint row is locked first, so
+// even two runners that both believe they lead cannot apply a batch twice,
+// and a batch read before a rebuild (another generation) is dropped.
+func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64, events []eventstore.RecordedEvent) (uint64, error) {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, p.Name()); err != nil {
+		return 0, err
+	}
+	var cp checkpoint
+	if err := tx.GetContext(ctx, &cp, `SELECT position, generation FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.Name()); err != nil {
+		return 0, err
+	}
+	if cp.Generation != generation {
+		return 0, errRebuilt
+	}
+	fresh := events
+	for len(fresh) > 0 && fresh[0].Position <= uint64(cp.Position) {
+		fresh = fresh[1:]
+	}
+	if len(fresh) == 0 {
+		return uint64(cp.Position), nil // a redelivered batch: already applied
+	}
+	if err := p.Apply(ctx, tx, fresh); err != nil {
+		return 0, fmt.Errorf("projection %s: %w", p.Name(), err)
+	}
+	last := fresh[len(fresh)-1].Position
+	if _, err := tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = $2, updated_at = now() WHERE name = $1`, p.Name(), int64(last)); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	return last, nil
+}
+
+func (r *Runner) advanced(name string, pos uint64) {
+	r.mu.Lock()
+	if pos > r.positions[name] {
+		r.positions[name] = pos
+	}
+	hook := r.applyHook
+	r.mu.Unlock()
+	r.progress.Notify()
+	if hook != nil {
+		hook(name, pos)
+	}
+}
+
+// Position is the checkpoint of a projection as stored.
+func Position(ctx context.Context, db sqlx.QueryerContext, name string) (uint64, error) {
+	cp, err := loadCheckpoint(ctx, db, name)
+	return uint64(cp.Position), err
+}
+
+func loadCheckpoint(ctx context.Context, db sqlx.QueryerContext, name string) (checkpoint, error) {
+	var cp checkpoint
+	err := sqlx.GetContext(ctx, db, &cp, `SELECT position, generation FROM projection_checkpoints WHERE name = $1`, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return checkpoint{}, nil
+	}
+	return cp, err
+}
+
+// ErrNotCaughtUp is returned by WaitFor when the wait runs out.
+var ErrNotCaughtUp = errors.New("projection has not caught up yet")
+
+// WaitFor blocks until the projection has applied every event up to pos
+// (read-your-writes), or ctx ends. It works whichever instance runs the
+// projection: it watches the stored checkpoint, woken early by local
+// progress.
+func (r *Runner) WaitFor(ctx context.Context, name string, pos uint64) error {
+	r.mu.Lock()
+	done := r.positions[name] >= pos
+	r.mu.Unlock()
+	if done {
+		return nil
+	}
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		wake := r.progress.Wait()
+		cp, err := Position(ctx, r.db, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ErrNotCaughtUp
+			}
+			return err
+		}
+		if cp >= pos {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ErrNotCaughtUp
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// Lag reports, per projection, how many positions it is behind the head of
+// the event store.
+func (r *Runner) Lag(ctx context.Context) (map[string]uint64, error) {
+	head, err := r.store.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(r.projections))
+	for _, p := range r.projections {
+		cp, err := Position(ctx, r.db, p.Name())
+		if err != nil {
+			return nil, err
+		}
+		if head > cp {
+			out[p.Name()] = head - cp
+		} else {
+			out[p.Name()] = 0
+		}
+	}
+	return out, nil
+}
+
+// Rebuild empties a projection's tables, resets its checkpoint to 0 and
+// starts a new generation, in one transaction. An instance running the
+// projection notices the new generation after its current batch and replays
+// every event from the start; CatchUp does the same in-process.
+func Rebuild(ctx context.Context, db *sqlx.DB, p Projection) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// Lock the checkpoint row first: a batch being applied right now
+	// finishes before the reset, never after it.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, p.Name()); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.Name()); err != nil {
+		return err
+	}
+	if err := p.Reset(ctx, tx); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = 0, generation = generation + 1, updated_at = now() WHERE name = $1`, p.Name()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// CatchUp applies stored events to the projection until it reaches the head
+// that was current when it started, without a router (the rebuild command
+// and benchmarks use it). It is safe beside a running instance: both go
+// through the same locked checkpoint.
+func CatchUp(ctx context.Context, db *sqlx.DB, store eventstore.Store, p Projection, batchSize int) (uint64, error) {
+	if batchSize <= 0 {
+		batchSize = 1000
+	}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cp, err := loadCheckpoint(ctx, db, p.Name())
+	if err != nil {
+		return 0, err
+	}
+	pos := uint64(cp.Position)
+	for pos < head {
+		evs, err := store.ReadAll(ctx, pos, batchSize)
+		if err != nil {
+			return pos, err
+		}
+		if len(evs) == 0 {
+			break
+		}
+		applied, err := applyBatch(ctx, db, p, cp.Generation, evs)
+		if err != nil {
+			return pos, err
+		}
+		pos = max(applied, evs[len(evs)-1].Position)
+	}
+	return pos, nil
+}

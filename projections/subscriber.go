@@ -1,0 +1,206 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/eventstore"
+)
+
+// storeSubscriber is a Watermill message.Subscriber fed by the event store.
+// The topic is the projection's name: Subscribe starts after the checkpoint
+// stored for that name, and each message carries one batch of events (a
+// page of the store's subscription), so the handler can apply the whole
+// batch in one transaction.
+//
+// The subscriber does not write checkpoints itself; the handler does, in the
+// same transaction as the read model. On Nack the same batch is sent again.
+//
+// Before it starts reading, Subscribe takes the projection's leader lock (a
+// session-level advisory lock), so among several instances only one runs a
+// given projection; the others wait for it to go away.
+type storeSubscriber struct {
+	store     eventstore.Store
+	db        *sqlx.DB
+	batchSize int
+	logger    *slog.Logger
+	lockRetry time.Duration
+
+	mu     sync.Mutex
+	closed bool
+	cancel []context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ message.Subscriber = (*storeSubscriber)(nil)
+
+// batchPayload is the wire form of a batch inside a Watermill message.
+type batchPayload struct {
+	Generation int64                      `json:"generation"`
+	Events     []eventstore.RecordedEvent `json:"events"`
+}
+
+func (s *storeSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("subscriber closed")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s.cancel = append(s.cancel, cancel)
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	out := make(chan *message.Message)
+	go func() {
+		defer s.wg.Done()
+		defer close(out)
+		s.run(ctx, topic, out)
+	}()
+	return out, nil
+}
+
+func (s *storeSubscriber) run(ctx context.Context, name string, out chan<- *message.Message) {
+	unlock, err := acquireLeader(ctx, s.db, name, s.lockRetry)
+	if err != nil {
+		return // ctx ended while waiting
+	}
+	defer unlock()
+	for ctx.Err() == nil {
+		err := s.follow(ctx, name, out)
+		if errors.Is(err, errRebuilt) {
+			s.logger.Info("projection: rebuilt; replaying from the start", "projection", name)
+			continue
+		}
+		if err != nil && ctx.Err() == nil {
+			s.logger.Error("projection: subscription failed", "projection", name, "error", err)
+		}
+		return
+	}
+}
+
+// follow feeds batches from the stored checkpoint on, until ctx ends, an
+// error, or a rebuild (errRebuilt).
+func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *message.Message) error {
+	cp, err := loadCheckpoint(ctx, s.db, name)
+	if err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	sub, err := s.store.Subscribe(ctx, uint64(cp.Position), eventstore.SubscribeOptions{BatchSize: s.batchSize})
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	defer sub.Close()
+
+	backoff := newBackoff()
+	for {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			return err
+		}
+		payload, err := json.Marshal(batchPayload{Generation: cp.Generation, Events: evs})
+		if err != nil {
+			return err
+		}
+		last := strconv.FormatUint(evs[len(evs)-1].Position, 10)
+		for {
+			msg := message.NewMessage(watermill.NewUUID(), payload)
+			msg.Metadata.Set("last_position", last)
+			select {
+			case out <- msg:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case <-msg.Acked():
+				backoff.reset()
+			case <-msg.Nacked():
+				// The router's retry middleware has given up on this batch.
+				// A projection must never skip an event, so wait and offer
+				// the same batch again.
+				if !backoff.wait(ctx) {
+					return ctx.Err()
+				}
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			break
+		}
+		// A rebuild resets the checkpoint under us: notice it after each
+		// batch (one indexed read) and start over.
+		now, err := loadCheckpoint(ctx, s.db, name)
+		if err != nil {
+			return fmt.Errorf("read checkpoint: %w", err)
+		}
+		if now.Generation != cp.Generation {
+			return errRebuilt
+		}
+	}
+}
+
+func (s *storeSubscriber) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for _, c := range s.cancel {
+		c()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// acquireLeader blocks until this process holds the projection's advisory
+// lock, or ctx ends. The lock lives on a dedicated connection and goes away
+// with it, so a crashed instance frees its projections at once.
+func acquireLeader(ctx context.Context, db *sqlx.DB, name string, retry time.Duration) (func(), error) {
+	for {
+		conn, err := db.Conn(ctx)
+		if err == nil {
+			var ok bool
+			err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock(hashtext(current_schema() || ':salesos:projection:' || $1))`, name).Scan(&ok)
+			if err == nil && ok {
+				return func() {
+					// Closing the connection would return it to the pool with
+					// the lock still held; unlock explicitly first.
+					uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_, _ = conn.ExecContext(uctx, `SELECT pg_advisory_unlock(hashtext(current_schema() || ':salesos:projection:' || $1))`, name)
+					conn.Close()
+				}, nil
+			}
+			conn.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(retry):
+		}
+	}
+}
+
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
+func (b *backoff) reset()  { b.d = 100 * time.Millisecond }
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	b.d = min(b.d*2, 30*time.Second)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
