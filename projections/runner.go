@@ -79,8 +79,7 @@ type Runner struct {
 	cfg         Config
 	progress    eventstore.Signal
 
-	mu        sync.Mutex
-	positions map[string]uint64
+	mu sync.Mutex
 	// applyHook, when set by tests, runs after each committed batch.
 	applyHook func(name string, last uint64)
 }
@@ -88,7 +87,7 @@ type Runner struct {
 // NewRunner prepares a runner; Run starts it.
 func NewRunner(db *sqlx.DB, store eventstore.Store, cfg Config, ps ...Projection) *Runner {
 	cfg.setDefaults()
-	return &Runner{db: db, store: store, projections: ps, cfg: cfg, positions: map[string]uint64{}}
+	return &Runner{db: db, store: store, projections: ps, cfg: cfg}
 }
 
 // Run blocks until ctx ends. If the router stops on its own (a lost
@@ -204,9 +203,6 @@ func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64
 
 func (r *Runner) advanced(name string, pos uint64) {
 	r.mu.Lock()
-	if pos > r.positions[name] {
-		r.positions[name] = pos
-	}
 	hook := r.applyHook
 	r.mu.Unlock()
 	r.progress.Notify()
@@ -238,12 +234,6 @@ var ErrNotCaughtUp = errors.New("projection has not caught up yet")
 // projection: it watches the stored checkpoint, woken early by local
 // progress.
 func (r *Runner) WaitFor(ctx context.Context, name string, pos uint64) error {
-	r.mu.Lock()
-	done := r.positions[name] >= pos
-	r.mu.Unlock()
-	if done {
-		return nil
-	}
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {

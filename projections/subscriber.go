@@ -96,6 +96,13 @@ func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *m
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
+	// A rebuild resets the checkpoint under us. Between batches we check
+	// after each ack; while idle, a watcher checks every lockRetry and
+	// interrupts the wait.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go s.watchGeneration(ctx, name, cp.Generation, cancel)
+
 	sub, err := s.store.Subscribe(ctx, uint64(cp.Position), eventstore.SubscribeOptions{BatchSize: s.batchSize})
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
@@ -106,6 +113,9 @@ func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *m
 	for {
 		evs, err := sub.Next(ctx)
 		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errRebuilt) {
+				return errRebuilt
+			}
 			return err
 		}
 		payload, err := json.Marshal(batchPayload{Generation: cp.Generation, Events: evs})
@@ -137,14 +147,29 @@ func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *m
 			}
 			break
 		}
-		// A rebuild resets the checkpoint under us: notice it after each
-		// batch (one indexed read) and start over.
 		now, err := loadCheckpoint(ctx, s.db, name)
 		if err != nil {
 			return fmt.Errorf("read checkpoint: %w", err)
 		}
 		if now.Generation != cp.Generation {
 			return errRebuilt
+		}
+	}
+}
+
+func (s *storeSubscriber) watchGeneration(ctx context.Context, name string, gen int64, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(s.lockRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cp, err := loadCheckpoint(ctx, s.db, name)
+		if err == nil && cp.Generation != gen {
+			cancel(errRebuilt)
+			return
 		}
 	}
 }

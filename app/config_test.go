@@ -1,0 +1,68 @@
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, c Config)
+	}{
+		{
+			name: "defaults",
+			env:  map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y"},
+			check: func(t *testing.T, c Config) {
+				if c.Addr != ":8080" || c.DataDir != "./data" || c.Env != "development" || c.ConsistencyWait != 5*time.Second || !c.AutoMigrate {
+					t.Fatalf("defaults: %+v", c)
+				}
+				if c.Audience() != DevAudience {
+					t.Fatalf("development audience: %q", c.Audience())
+				}
+			},
+		},
+		{
+			name:    "production without an issuer is refused",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_ENV": "production"},
+			wantErr: "SALESOS_ENV=production needs SALESOS_OIDC_ISSUER",
+		},
+		{
+			name:    "issuer without audience",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_OIDC_ISSUER": "https://t.auth0.com/"},
+			wantErr: "SALESOS_OIDC_AUDIENCE is not",
+		},
+		{
+			name:    "every problem is reported at once",
+			env:     map[string]string{"SALESOS_ENV": "prod", "SALESOS_CONSISTENCY_WAIT": "soon"},
+			wantErr: "SALESOS_CONSISTENCY_WAIT",
+		},
+		{
+			name:    "unsupported database",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "mysql://x"},
+			wantErr: "only postgres:// URLs",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"SALESOS_ADDR", "SALESOS_DATA_DIR", "SALESOS_DATABASE_URL", "SALESOS_EVENTSTORE_URL", "SALESOS_ENV",
+				"SALESOS_OIDC_ISSUER", "SALESOS_OIDC_AUDIENCE", "SALESOS_CONSISTENCY_WAIT", "SALESOS_AUTO_MIGRATE", "SALESOS_SHUTDOWN_TIMEOUT"} {
+				t.Setenv(k, tc.env[k])
+			}
+			c, err := ConfigFromEnv()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
