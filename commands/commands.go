@@ -110,29 +110,13 @@ func (h *Handler) encode(evs []domain.Event, m Meta, at time.Time) ([]eventstore
 	return out, metas, nil
 }
 
-// loadStream reads and decodes a record's stream and checks that it belongs
-// to the caller's organization. Another organization's record is reported
-// as not found, exactly like a missing one.
+// loadStream reads the caller's record stream (see envelope.ReadRecord).
 func loadStream(ctx context.Context, s Appender, stream, orgID string) ([]domain.Recorded, error) {
-	raw, err := eventstore.ReadFullStream(ctx, s, stream)
-	if errors.Is(err, eventstore.ErrStreamNotFound) {
-		return nil, domain.ErrNotFound
-	}
+	envs, err := envelope.ReadRecord(ctx, s, stream, orgID)
 	if err != nil {
 		return nil, err
 	}
-	envs, err := envelope.DecodeAll(raw)
-	if err != nil {
-		return nil, err
-	}
-	if len(envs) == 0 || envs[0].Meta.OrgID != orgID {
-		return nil, domain.ErrNotFound
-	}
-	out := make([]domain.Recorded, len(envs))
-	for i, e := range envs {
-		out[i] = domain.Recorded{Event: e.Event, Metadata: e.Meta}
-	}
-	return out, nil
+	return envelope.Recorded(envs), nil
 }
 
 // retry runs attempt until it succeeds, fails for another reason than a

@@ -9,7 +9,9 @@
 package envelope
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -121,4 +123,34 @@ func Until(evs []Envelope, t time.Time) []Envelope {
 		}
 	}
 	return evs
+}
+
+// ReadRecord loads and decodes a record's whole stream for an organization.
+// A missing stream and another organization's stream are both
+// domain.ErrNotFound: callers must not be able to tell them apart.
+func ReadRecord(ctx context.Context, r eventstore.StreamReader, stream, orgID string) ([]Envelope, error) {
+	raw, err := eventstore.ReadFullStream(ctx, r, stream)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return nil, domain.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	envs, err := DecodeAll(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(envs) == 0 || envs[0].Meta.OrgID != orgID {
+		return nil, domain.ErrNotFound
+	}
+	return envs, nil
+}
+
+// Recorded strips store details, for the domain's fold functions.
+func Recorded(envs []Envelope) []domain.Recorded {
+	out := make([]domain.Recorded, len(envs))
+	for i, e := range envs {
+		out[i] = domain.Recorded{Event: e.Event, Metadata: e.Meta}
+	}
+	return out
 }

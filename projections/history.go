@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/salesos/salesos/domain"
@@ -24,26 +23,6 @@ type HistoryEntry struct {
 	Changes    map[string]domain.Change `json:"changes"`
 }
 
-// readRecord loads a stream for the organization; another organization's
-// stream is domain.ErrNotFound, like a missing one.
-func readRecord(ctx context.Context, store eventstore.StreamReader, stream, orgID string) ([]envelope.Envelope, error) {
-	raw, err := eventstore.ReadFullStream(ctx, store, stream)
-	if errors.Is(err, eventstore.ErrStreamNotFound) {
-		return nil, domain.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	envs, err := envelope.DecodeAll(raw)
-	if err != nil {
-		return nil, err
-	}
-	if len(envs) == 0 || envs[0].Meta.OrgID != orgID {
-		return nil, domain.ErrNotFound
-	}
-	return envs, nil
-}
-
 func entry(e envelope.Envelope, changes map[string]domain.Change) HistoryEntry {
 	if changes == nil {
 		changes = map[string]domain.Change{}
@@ -54,61 +33,57 @@ func entry(e envelope.Envelope, changes map[string]domain.Change) HistoryEntry {
 	}
 }
 
+// folder is a record type whose pointer folds events (Lead, Deal).
+type folder[T any] interface {
+	*T
+	Apply(domain.Event, domain.Metadata)
+}
+
+// history replays a stream and records, for each event, the fields it
+// changed.
+func history[T any, P folder[T]](envs []envelope.Envelope, state T, diff func(before, after T) map[string]domain.Change) []HistoryEntry {
+	out := make([]HistoryEntry, 0, len(envs))
+	for _, e := range envs {
+		before := state
+		P(&state).Apply(e.Event, e.Meta)
+		out = append(out, entry(e, diff(before, state)))
+	}
+	return out
+}
+
 // LeadHistory lists every change of a lead, oldest first, deletion included.
 func LeadHistory(ctx context.Context, store eventstore.StreamReader, orgID, id string) ([]HistoryEntry, error) {
-	envs, err := readRecord(ctx, store, envelope.LeadStream(id), orgID)
+	envs, err := envelope.ReadRecord(ctx, store, envelope.LeadStream(id), orgID)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]HistoryEntry, 0, len(envs))
-	state := domain.Lead{ID: id}
-	for _, e := range envs {
-		before := state
-		state.Apply(e.Event, e.Meta)
-		out = append(out, entry(e, domain.LeadChanges(before, state)))
-	}
-	return out, nil
+	return history(envs, domain.Lead{ID: id}, domain.LeadChanges), nil
 }
 
 // LeadAsOf folds a lead's events up to and including instant at. A lead that
 // did not exist yet, or was already deleted, at that instant is not found.
 func LeadAsOf(ctx context.Context, store eventstore.StreamReader, orgID, id string, at time.Time) (domain.Lead, error) {
-	envs, err := readRecord(ctx, store, envelope.LeadStream(id), orgID)
+	envs, err := envelope.ReadRecord(ctx, store, envelope.LeadStream(id), orgID)
 	if err != nil {
 		return domain.Lead{}, err
 	}
-	return domain.FoldLead(id, recorded(envelope.Until(envs, at)))
+	return domain.FoldLead(id, envelope.Recorded(envelope.Until(envs, at)))
 }
 
 // DealHistory lists every change of a deal, oldest first.
 func DealHistory(ctx context.Context, store eventstore.StreamReader, orgID, id string) ([]HistoryEntry, error) {
-	envs, err := readRecord(ctx, store, envelope.DealStream(id), orgID)
+	envs, err := envelope.ReadRecord(ctx, store, envelope.DealStream(id), orgID)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]HistoryEntry, 0, len(envs))
-	state := domain.Deal{ID: id}
-	for _, e := range envs {
-		before := state
-		state.Apply(e.Event, e.Meta)
-		out = append(out, entry(e, domain.DealChanges(before, state)))
-	}
-	return out, nil
+	return history(envs, domain.Deal{ID: id}, domain.DealChanges), nil
 }
 
 // DealAsOf is LeadAsOf for deals.
 func DealAsOf(ctx context.Context, store eventstore.StreamReader, orgID, id string, at time.Time) (domain.Deal, error) {
-	envs, err := readRecord(ctx, store, envelope.DealStream(id), orgID)
+	envs, err := envelope.ReadRecord(ctx, store, envelope.DealStream(id), orgID)
 	if err != nil {
 		return domain.Deal{}, err
 	}
-	return domain.FoldDeal(id, recorded(envelope.Until(envs, at)))
-}
-
-func recorded(envs []envelope.Envelope) []domain.Recorded {
-	out := make([]domain.Recorded, len(envs))
-	for i, e := range envs {
-		out[i] = domain.Recorded{Event: e.Event, Metadata: e.Meta}
-	}
-	return out
+	return domain.FoldDeal(id, envelope.Recorded(envelope.Until(envs, at)))
 }
