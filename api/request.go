@@ -48,7 +48,9 @@ func decodeJSON(c echo.Context, v any, allowEmpty bool) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err, body)
 	}
-	if dec.More() {
+	// dec.More reports false before a stray '}' or ']', so look at the
+	// rest of the body itself: only whitespace may follow the object.
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
 		return errBadRequest("the request body has data after the JSON object")
 	}
 	return nil

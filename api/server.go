@@ -19,6 +19,7 @@ import (
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/projections"
+	"github.com/salesos/salesos/webhooks"
 )
 
 // MaxBodyBytes is the request body limit of every JSON route (1 MB).
@@ -54,6 +55,10 @@ type Deps struct {
 	ConsistencyWait time.Duration
 	// DevIssuer, when set, is mounted under /_dev/oidc/ (development only).
 	DevIssuer http.Handler
+	// Webhooks manages subscriptions, deliveries and the event feed.
+	Webhooks *webhooks.Store
+	// WebhookSender sends the test events of POST /v1/webhooks/{id}/test.
+	WebhookSender *webhooks.Sender
 }
 
 // Server is the Echo application.
@@ -100,6 +105,20 @@ func New(d Deps) *Server {
 	v1.PATCH("/deals/:id", s.updateDeal, requireScope("write:deals"))
 	v1.DELETE("/deals/:id", s.deleteDeal, requireScope("write:deals"))
 	v1.GET("/deals/:id/history", s.dealHistory, requireScope("read:deals"))
+
+	hooks := requireScope("manage:webhooks")
+	v1.POST("/webhooks", s.createWebhook, hooks)
+	v1.GET("/webhooks", s.listWebhooks, hooks)
+	v1.GET("/webhooks/:id", s.getWebhook, hooks)
+	v1.PATCH("/webhooks/:id", s.updateWebhook, hooks)
+	v1.DELETE("/webhooks/:id", s.deleteWebhook, hooks)
+	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, hooks)
+	v1.POST("/webhooks/:id/test", s.testWebhook, hooks)
+	v1.POST("/webhooks/:id/recover", s.recoverDeliveries, hooks)
+	v1.GET("/webhooks/:id/deliveries", s.listDeliveries, hooks)
+	v1.GET("/webhooks/:id/deliveries/:delivery_id", s.getDelivery, hooks)
+	v1.POST("/webhooks/:id/deliveries/:delivery_id/retry", s.retryDelivery, hooks)
+	v1.GET("/events", s.listEvents, requireScope("read:events"))
 
 	// Unknown /v1 paths answer 401 to anonymous callers and 404 to
 	// authenticated ones, rather than telling strangers what exists.

@@ -22,17 +22,20 @@ import (
 	"github.com/salesos/salesos/eventstore/postgres"
 	"github.com/salesos/salesos/migrations"
 	"github.com/salesos/salesos/projections"
+	"github.com/salesos/salesos/webhooks"
 )
 
 // App is an assembled SalesOS instance.
 type App struct {
-	Config    Config
-	DB        *sqlx.DB
-	Store     *postgres.Store
-	Runner    *projections.Runner
-	API       *api.Server
-	DevIssuer *auth.DevIssuer // nil when an external issuer is configured
-	log       *slog.Logger
+	Config Config
+	DB     *sqlx.DB
+	Store  *postgres.Store
+	Runner *projections.Runner
+	// Dispatcher sends webhook deliveries.
+	Dispatcher *webhooks.Dispatcher
+	API        *api.Server
+	DevIssuer  *auth.DevIssuer // nil when an external issuer is configured
+	log        *slog.Logger
 }
 
 // Open connects to the database, applies migrations (unless disabled) and
@@ -67,7 +70,18 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if a.Store, err = postgres.New(ctx, db, postgres.Options{Logger: log}); err != nil {
 		return nil, err
 	}
-	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log}, projections.Leads{}, projections.Deals{})
+	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log},
+		projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store})
+	sender := webhooks.NewSender(webhooks.SenderConfig{Timeout: cfg.WebhookTimeout, AllowPrivate: cfg.WebhookAllowPrivate})
+	a.Dispatcher = webhooks.NewDispatcher(db, webhooks.DispatcherConfig{
+		Schedule:        cfg.WebhookRetrySchedule,
+		DeactivateAfter: cfg.WebhookDeactivateAfter,
+		Concurrency:     cfg.WebhookConcurrency,
+		Lease:           cfg.WebhookLease,
+		Wake:            a.Runner.Progress,
+		Sender:          sender,
+		Logger:          log,
+	})
 
 	issuer, audience := cfg.OIDCIssuer, cfg.Audience()
 	var devHandler http.Handler
@@ -101,6 +115,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Logger:          log,
 		ConsistencyWait: cfg.ConsistencyWait,
 		DevIssuer:       devHandler,
+		Webhooks:        &webhooks.Store{DB: db, AllowPrivate: cfg.WebhookAllowPrivate},
+		WebhookSender:   sender,
 	})
 	ok = true
 	return a, nil
@@ -142,6 +158,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(projDone)
 		_ = a.Runner.Run(projCtx)
 	}()
+	dispCtx, stopDispatcher := context.WithCancel(context.WithoutCancel(ctx))
+	dispDone := make(chan struct{})
+	go func() {
+		defer close(dispDone)
+		_ = a.Dispatcher.Run(dispCtx)
+	}()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -156,7 +178,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if err := srv.Shutdown(shutCtx); err != nil {
 		a.log.Warn("HTTP shutdown did not drain in time", "error", err)
 	}
+	// In-flight deliveries finish (each bounded by the webhook timeout)
+	// and are recorded before we return.
+	stopDispatcher()
 	stopProjections()
+	<-dispDone
 	<-projDone
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/salesos/salesos/webhooks"
 )
 
 // Config is the runtime configuration, read from SALESOS_* environment
@@ -24,9 +26,16 @@ type Config struct {
 	PlanClaim    string // SALESOS_PLAN_CLAIM, default "plan"
 
 	ConsistencyWait time.Duration // SALESOS_CONSISTENCY_WAIT, default 5s
-	AutoMigrate     bool          // SALESOS_AUTO_MIGRATE, default true
-	ShutdownTimeout time.Duration // SALESOS_SHUTDOWN_TIMEOUT, default 20s
-	LogLevel        string        // SALESOS_LOG_LEVEL: debug | info | warn | error
+
+	WebhookRetrySchedule   []time.Duration // SALESOS_WEBHOOK_RETRY_SCHEDULE, default 1m,5m,30m,2h,12h
+	WebhookDeactivateAfter int             // SALESOS_WEBHOOK_DEACTIVATE_AFTER, default 10
+	WebhookAllowPrivate    bool            // SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS, default false
+	WebhookTimeout         time.Duration   // SALESOS_WEBHOOK_TIMEOUT, default 10s
+	WebhookConcurrency     int             // SALESOS_WEBHOOK_CONCURRENCY, default 32
+	WebhookLease           time.Duration   // SALESOS_WEBHOOK_LEASE, default timeout + 30s
+	AutoMigrate            bool            // SALESOS_AUTO_MIGRATE, default true
+	ShutdownTimeout        time.Duration   // SALESOS_SHUTDOWN_TIMEOUT, default 20s
+	LogLevel               string          // SALESOS_LOG_LEVEL: debug | info | warn | error
 }
 
 // DevAudience is the audience of the built-in development issuer's tokens
@@ -56,6 +65,24 @@ func ConfigFromEnv() (Config, error) {
 		errs = append(errs, err)
 	}
 	if c.AutoMigrate, err = envBool("SALESOS_AUTO_MIGRATE", true); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookRetrySchedule, err = envDurations("SALESOS_WEBHOOK_RETRY_SCHEDULE", webhooks.DefaultSchedule); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookDeactivateAfter, err = envInt("SALESOS_WEBHOOK_DEACTIVATE_AFTER", 10); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookAllowPrivate, err = envBool("SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS", false); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookTimeout, err = envDuration("SALESOS_WEBHOOK_TIMEOUT", 10*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookConcurrency, err = envInt("SALESOS_WEBHOOK_CONCURRENCY", 32); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookLease, err = envDuration("SALESOS_WEBHOOK_LEASE", 0); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -89,8 +116,11 @@ func (c Config) Validate() error {
 	if c.EventStoreURL != "" && c.EventStoreURL != c.DatabaseURL {
 		errs = append(errs, errors.New("SALESOS_EVENTSTORE_URL: a PostgreSQL event store must be the same database as SALESOS_DATABASE_URL (projections commit their checkpoints next to the read model)"))
 	}
-	if c.ConsistencyWait < 0 || c.ShutdownTimeout < 0 {
+	if c.ConsistencyWait < 0 || c.ShutdownTimeout < 0 || c.WebhookTimeout < 0 || c.WebhookLease < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if c.WebhookDeactivateAfter < 0 || c.WebhookConcurrency < 0 {
+		errs = append(errs, errors.New("SALESOS_WEBHOOK_DEACTIVATE_AFTER and SALESOS_WEBHOOK_CONCURRENCY must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -124,6 +154,35 @@ func envDuration(k string, def time.Duration) (time.Duration, error) {
 		return def, fmt.Errorf("%s: %q is not a Go duration such as 5s or 250ms", k, v)
 	}
 	return d, nil
+}
+
+func envInt(k string, def int) (int, error) {
+	v := os.Getenv(k)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return def, fmt.Errorf("%s: %q is not a positive whole number", k, v)
+	}
+	return n, nil
+}
+
+// envDurations reads a comma-separated list such as "1m,5m,30m,2h,12h".
+func envDurations(k string, def []time.Duration) ([]time.Duration, error) {
+	v := os.Getenv(k)
+	if v == "" {
+		return def, nil
+	}
+	var out []time.Duration
+	for _, part := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d <= 0 {
+			return def, fmt.Errorf("%s: %q is not a comma-separated list of positive Go durations such as 1m,5m,30m,2h,12h", k, v)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 func envBool(k string, def bool) (bool, error) {

@@ -14,7 +14,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,8 +27,10 @@ import (
 	"github.com/salesos/salesos/eventstore"
 )
 
-// MaxAttempts bounds the reload-and-retry loop on concurrent writes.
-const MaxAttempts = 5
+// MaxAttempts bounds the reload-and-retry loop on concurrent writes from
+// other instances (writes from this instance to one record are serialized
+// and never collide).
+const MaxAttempts = 10
 
 // ErrPreconditionFailed: the record is not at the version the caller named.
 var ErrPreconditionFailed = errors.New("precondition failed")
@@ -58,6 +63,20 @@ type Handler struct {
 	// NewID returns a new record id with the given prefix; defaults to
 	// "<prefix>_" + a time-ordered UUID without dashes.
 	NewID func(prefix string) string
+
+	// streamLocks serialize load-decide-append per record within this
+	// process: concurrent writers of one record queue instead of failing
+	// each other's expected version.
+	streamLocks [64]sync.Mutex
+}
+
+// lockStream takes the stripe lock of a stream and returns its unlock.
+func (h *Handler) lockStream(stream string) func() {
+	f := fnv.New32a()
+	f.Write([]byte(stream))
+	m := &h.streamLocks[f.Sum32()%uint32(len(h.streamLocks))]
+	m.Lock()
+	return m.Unlock
 }
 
 func (h *Handler) now() time.Time {
@@ -120,10 +139,13 @@ func loadStream(ctx context.Context, s Appender, stream, orgID string) ([]domain
 }
 
 // retry runs attempt until it succeeds, fails for another reason than a
-// version conflict, or MaxAttempts conflicts happened. With an If-Match
-// version a conflict is final: the caller asked for that exact version.
+// version conflict, or MaxAttempts conflicts happened, waiting a short,
+// growing, jittered pause between rounds so colliding writers spread out.
+// With an If-Match version a conflict is final: the caller asked for that
+// exact version.
 func retry[T any](ctx context.Context, ifMatch *int64, attempt func() (T, error)) (T, error) {
 	var zero T
+	pause := time.Millisecond
 	for i := 0; i < MaxAttempts; i++ {
 		res, err := attempt()
 		if err == nil {
@@ -135,9 +157,14 @@ func retry[T any](ctx context.Context, ifMatch *int64, attempt func() (T, error)
 		if ifMatch != nil {
 			return zero, fmt.Errorf("%w: %v", ErrPreconditionFailed, err)
 		}
-		if ctx.Err() != nil {
+		t := time.NewTimer(pause/2 + rand.N(pause))
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return zero, ctx.Err()
+		case <-t.C:
 		}
+		pause = min(pause*2, 100*time.Millisecond)
 	}
 	return zero, ErrConflict
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore"
 )
 
@@ -28,6 +29,7 @@ type Conversion struct {
 func (h *Handler) ConvertLead(ctx context.Context, m Meta, leadID string, in domain.ConvertDealInput, ifMatch *int64) (Conversion, error) {
 	dealID := h.newID("deal")
 	var dealEvents []domain.Event
+	unlock := h.lockStream(envelope.LeadStream(leadID))
 	res, err := retry(ctx, ifMatch, func() (Result[domain.Lead], error) {
 		lead, err := h.loadLead(ctx, m, leadID)
 		if err != nil {
@@ -48,6 +50,7 @@ func (h *Handler) ConvertLead(ctx context.Context, m Meta, leadID string, in dom
 		pos, err := h.appendLead(ctx, m, &lead, lead.Version, evs)
 		return Result[domain.Lead]{Record: lead, Position: pos}, err
 	})
+	unlock()
 	if err != nil {
 		return Conversion{}, err
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/envelope"
 )
 
 // DeleteDeal deletes a deal; its history stays readable.
 func (h *Handler) DeleteDeal(ctx context.Context, m Meta, id string, ifMatch *int64) (Result[domain.Deal], error) {
+	defer h.lockStream(envelope.DealStream(id))()
 	return retry(ctx, ifMatch, func() (Result[domain.Deal], error) {
 		deal, err := h.loadDeal(ctx, m, id)
 		if err != nil {

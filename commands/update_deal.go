@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/envelope"
 )
 
 // UpdateDeal applies a JSON-merge-patch style change; see UpdateLead.
@@ -18,6 +19,7 @@ func (h *Handler) UpdateDeal(ctx context.Context, m Meta, id string, patch domai
 			return Result[domain.Deal]{}, err
 		}
 	}
+	defer h.lockStream(envelope.DealStream(id))()
 	return retry(ctx, ifMatch, func() (Result[domain.Deal], error) {
 		deal, err := h.loadDeal(ctx, m, id)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 // is the version the caller saw (If-Match). A patch that changes nothing
 // appends nothing and returns the current state with Position 0.
 func (h *Handler) UpdateLead(ctx context.Context, m Meta, id string, patch domain.LeadPatch, ifMatch *int64) (Result[domain.Lead], error) {
+	defer h.lockStream(envelope.LeadStream(id))()
 	return retry(ctx, ifMatch, func() (Result[domain.Lead], error) {
 		lead, err := h.loadLead(ctx, m, id)
 		if err != nil {

@@ -211,6 +211,10 @@ func (r *Runner) advanced(name string, pos uint64) {
 	}
 }
 
+// Progress returns a channel closed the next time any projection of this
+// runner commits a batch (other workers use it as a wake-up).
+func (r *Runner) Progress() <-chan struct{} { return r.progress.Wait() }
+
 // Position is the checkpoint of a projection as stored.
 func Position(ctx context.Context, db sqlx.QueryerContext, name string) (uint64, error) {
 	cp, err := loadCheckpoint(ctx, db, name)

@@ -18,6 +18,7 @@ import (
 	"github.com/salesos/salesos/app"
 	"github.com/salesos/salesos/auth/authtest"
 	"github.com/salesos/salesos/internal/testdb"
+	"github.com/salesos/salesos/webhooks"
 )
 
 // Server is a running SalesOS.
@@ -47,6 +48,12 @@ func Start(t testing.TB, opts ...func(*app.Config)) *Server {
 		AutoMigrate:     true,
 		ShutdownTimeout: 5 * time.Second,
 		LogLevel:        "warn",
+
+		WebhookRetrySchedule:   webhooks.DefaultSchedule,
+		WebhookDeactivateAfter: 10,
+		WebhookAllowPrivate:    true, // test receivers listen on loopback
+		WebhookTimeout:         10 * time.Second,
+		WebhookConcurrency:     32,
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -1,0 +1,385 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// DefaultSchedule is the wait before each retry, measured from the failure
+// before it: 1st retry after 1 minute ... 5th after 12 hours. With the first
+// attempt that is 6 attempts in all.
+var DefaultSchedule = []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 12 * time.Hour}
+
+// DispatcherConfig tunes a Dispatcher; zero values mean the defaults.
+type DispatcherConfig struct {
+	// Schedule of retries (SALESOS_WEBHOOK_RETRY_SCHEDULE). Default
+	// DefaultSchedule.
+	Schedule []time.Duration
+	// DeactivateAfter consecutive failed attempts of one webhook, across
+	// all its deliveries, switch it off (SALESOS_WEBHOOK_DEACTIVATE_AFTER).
+	// Default 10.
+	DeactivateAfter int
+	// Concurrency is the most attempts in flight in this process. Default 32.
+	Concurrency int
+	// Lease is how long a claimed delivery belongs to this process. If it
+	// dies, another dispatcher sends the delivery once the lease expires.
+	// Default the sender's timeout + 30s.
+	Lease time.Duration
+	// PollInterval is the longest idle wait before looking for due
+	// deliveries again. Default 200ms.
+	PollInterval time.Duration
+	// Wake, when set, returns a channel closed when new deliveries may have
+	// been created in this process (the fan-out's progress), so they go out
+	// without waiting for the poll.
+	Wake   func() <-chan struct{}
+	Sender *Sender
+	Logger *slog.Logger
+	// Owner names this process in leases. Default a random id.
+	Owner string
+}
+
+func (c *DispatcherConfig) setDefaults() {
+	if len(c.Schedule) == 0 {
+		c.Schedule = DefaultSchedule
+	}
+	if c.DeactivateAfter <= 0 {
+		c.DeactivateAfter = 10
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 32
+	}
+	if c.Sender == nil {
+		c.Sender = NewSender(SenderConfig{})
+	}
+	if c.Lease <= 0 {
+		c.Lease = c.Sender.cfg.Timeout + 30*time.Second
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 200 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Owner == "" {
+		c.Owner = newID("dispatcher")
+	}
+}
+
+// Dispatcher sends due deliveries and records the outcome. Several
+// dispatchers (in several instances) work side by side: a delivery is
+// claimed with FOR UPDATE SKIP LOCKED and an expiring lease, so it is sent
+// by one of them at a time.
+type Dispatcher struct {
+	db  *sqlx.DB
+	cfg DispatcherConfig
+
+	results chan result
+	// sent, when set by tests, observes every recorded attempt.
+	sent func(deliveryID string, ok bool)
+}
+
+// NewDispatcher prepares a dispatcher; Run starts it.
+func NewDispatcher(db *sqlx.DB, cfg DispatcherConfig) *Dispatcher {
+	cfg.setDefaults()
+	return &Dispatcher{db: db, cfg: cfg, results: make(chan result, cfg.Concurrency*2)}
+}
+
+// claimed is a delivery this process holds the lease of.
+type claimed struct {
+	ID        string `db:"id"`
+	WebhookID string `db:"webhook_id"`
+	EventID   string `db:"event_id"`
+	Payload   string `db:"payload"`
+	Attempts  int    `db:"attempts"`
+	URL       string `db:"url"`
+	Secret    string `db:"secret"`
+	Failures  int    `db:"consecutive_failures"`
+}
+
+type result struct {
+	d       claimed
+	at      time.Time
+	attempt Attempt
+}
+
+// Run sends deliveries until ctx ends. In-flight attempts finish and are
+// recorded before it returns (each is bounded by the sender's timeout).
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	recorderDone := make(chan struct{})
+	go func() {
+		defer close(recorderDone)
+		d.record()
+	}()
+	slots := make(chan struct{}, d.cfg.Concurrency)
+	freed := make(chan struct{}, 1)
+	for ctx.Err() == nil {
+		var wake <-chan struct{}
+		if d.cfg.Wake != nil {
+			wake = d.cfg.Wake()
+		}
+		free := d.cfg.Concurrency - len(slots)
+		var batch []claimed
+		if free > 0 {
+			var err error
+			batch, err = d.claim(ctx, free)
+			if err != nil && ctx.Err() == nil {
+				d.cfg.Logger.Warn("webhooks: claiming deliveries failed", "error", err)
+			}
+		}
+		for _, c := range batch {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					<-slots
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
+				d.send(c)
+			}()
+		}
+		if len(batch) == free && free > 0 {
+			continue // there may be more due right now
+		}
+		t := time.NewTimer(d.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-freed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	wg.Wait()
+	close(d.results)
+	<-recorderDone
+	return nil
+}
+
+// claim leases up to n due deliveries of active webhooks. A webhook that is
+// failing (consecutive_failures > 0) gets one attempt at a time, so its
+// failures are counted one by one and it is switched off at exactly the
+// threshold instead of after a burst.
+func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
+	tx, err := d.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var cands []claimed
+	err = tx.SelectContext(ctx, &cands, `
+		SELECT d.id, d.webhook_id, d.event_id, d.payload, d.attempts, w.url, w.secret, w.consecutive_failures
+		FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+		WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+		  AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())
+		  AND w.active AND w.deleted_at IS NULL
+		ORDER BY d.next_attempt_at, d.id
+		LIMIT $1
+		FOR UPDATE OF d SKIP LOCKED`, n)
+	if err != nil || len(cands) == 0 {
+		return nil, err
+	}
+	var probing []string
+	for _, c := range cands {
+		if c.Failures > 0 {
+			probing = append(probing, c.WebhookID)
+		}
+	}
+	busy := map[string]bool{}
+	if len(probing) > 0 {
+		var inFlight []string
+		if err := tx.SelectContext(ctx, &inFlight, `SELECT DISTINCT webhook_id FROM webhook_deliveries
+			WHERE webhook_id = ANY($1) AND status = 'pending' AND lease_expires_at > now()`, probing); err != nil {
+			return nil, err
+		}
+		for _, id := range inFlight {
+			busy[id] = true
+		}
+	}
+	var chosen []claimed
+	var ids []string
+	for _, c := range cands {
+		if c.Failures > 0 {
+			if busy[c.WebhookID] {
+				continue
+			}
+			busy[c.WebhookID] = true
+		}
+		chosen = append(chosen, c)
+		ids = append(ids, c.ID)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond'
+		WHERE id = ANY($3)`, d.cfg.Owner, d.cfg.Lease.Milliseconds(), ids); err != nil {
+		return nil, err
+	}
+	return chosen, tx.Commit()
+}
+
+// send makes one attempt. It does not use the Run context: an attempt that
+// started is finished (bounded by the sender's timeout) and recorded, so a
+// graceful shutdown never leaves a sent-but-unrecorded delivery behind.
+func (d *Dispatcher) send(c claimed) {
+	now := time.Now()
+	h, err := Headers(c.Secret, c.EventID, now, []byte(c.Payload))
+	var a Attempt
+	if err != nil {
+		a = Attempt{Err: fmt.Errorf("signing: %w", err)}
+	} else {
+		a = d.cfg.Sender.Send(context.Background(), c.URL, h, []byte(c.Payload))
+	}
+	d.results <- result{d: c, at: now, attempt: a}
+}
+
+// record writes outcomes in batches: one transaction for whatever results
+// have arrived, so recording keeps up with many concurrent attempts.
+func (d *Dispatcher) record() {
+	for first := range d.results {
+		batch := []result{first}
+	drain:
+		for len(batch) < 256 {
+			select {
+			case r, ok := <-d.results:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		for {
+			err := d.recordBatch(batch)
+			if err == nil {
+				break
+			}
+			// The database is away. Keep the outcomes and try again: the
+			// leases keep other dispatchers off these deliveries meanwhile.
+			d.cfg.Logger.Error("webhooks: recording attempts failed; retrying", "error", err, "count", len(batch))
+			time.Sleep(time.Second)
+		}
+		if d.sent != nil {
+			for _, r := range batch {
+				d.sent(r.d.ID, r.attempt.Success())
+			}
+		}
+	}
+}
+
+type outcomeRow struct {
+	ID            string     `json:"id"`
+	Status        string     `json:"status"`
+	Attempts      int        `json:"attempts"`
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
+	StatusCode    *int       `json:"status_code"`
+	Error         *string    `json:"error"`
+	At            time.Time  `json:"at"`
+	DurationMS    float64    `json:"duration_ms"`
+	Response      *string    `json:"response"`
+	Delivered     bool       `json:"delivered"`
+}
+
+func (d *Dispatcher) recordBatch(batch []result) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows := make([]outcomeRow, 0, len(batch))
+	type tally struct{ failuresAfterLastSuccess, succeeded int }
+	perWebhook := map[string]*tally{}
+	var order []string
+	for _, r := range batch {
+		o := outcomeRow{ID: r.d.ID, Attempts: r.d.Attempts + 1, At: r.at.UTC(), DurationMS: float64(r.attempt.Duration.Microseconds()) / 1000}
+		if r.attempt.StatusCode != 0 {
+			sc := r.attempt.StatusCode
+			o.StatusCode = &sc
+		}
+		if r.attempt.ResponseExcerpt != "" {
+			ex := r.attempt.ResponseExcerpt
+			o.Response = &ex
+		}
+		t := perWebhook[r.d.WebhookID]
+		if t == nil {
+			t = &tally{}
+			perWebhook[r.d.WebhookID] = t
+			order = append(order, r.d.WebhookID)
+		}
+		if r.attempt.Success() {
+			o.Status, o.Delivered = StatusDelivered, true
+			t.succeeded++
+			t.failuresAfterLastSuccess = 0
+		} else {
+			msg := failureMessage(r.attempt)
+			o.Error = &msg
+			// attempts so far (before this one) index the schedule: the
+			// first failure waits Schedule[0], the last allowed retry is
+			// attempt len(Schedule)+1.
+			if r.d.Attempts < len(d.cfg.Schedule) {
+				next := time.Now().UTC().Add(d.cfg.Schedule[r.d.Attempts])
+				o.Status, o.NextAttemptAt = StatusPending, &next
+			} else {
+				o.Status = StatusFailed
+			}
+			t.failuresAfterLastSuccess++
+		}
+		rows = append(rows, o)
+	}
+	raw, err := json.Marshal(rows)
+	if err != nil {
+		return err
+	}
+	tx, err := d.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `
+		WITH o AS (
+			SELECT * FROM json_to_recordset($1::json) AS x(id text, status text, attempts int, next_attempt_at timestamptz,
+				status_code int, error text, at timestamptz, duration_ms double precision, response text, delivered bool)
+		), ins AS (
+			INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, duration_ms, error, response_excerpt)
+			SELECT id, at, status_code, duration_ms, error, response FROM o
+		)
+		UPDATE webhook_deliveries d SET
+			status = o.status, attempts = o.attempts, next_attempt_at = o.next_attempt_at,
+			last_status_code = o.status_code, last_error = o.error,
+			delivered_at = CASE WHEN o.delivered THEN o.at ELSE d.delivered_at END,
+			lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+		FROM o WHERE d.id = o.id AND d.lease_owner = $2`, string(raw), d.cfg.Owner); err != nil {
+		return fmt.Errorf("record attempts: %w", err)
+	}
+	for _, id := range order {
+		t := perWebhook[id]
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE webhooks SET
+				consecutive_failures = CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END,
+				active = active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) < $4,
+				deactivated_at = CASE WHEN active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) >= $4 THEN now() ELSE deactivated_at END,
+				deactivation_reason = CASE WHEN active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) >= $4
+					THEN format('%s consecutive failed delivery attempts', $4) ELSE deactivation_reason END,
+				updated_at = now()
+			WHERE id = $1`, id, t.succeeded > 0, t.failuresAfterLastSuccess, d.cfg.DeactivateAfter); err != nil {
+			return fmt.Errorf("update webhook %s: %w", id, err)
+		}
+	}
+	return tx.Commit()
+}
+
+func failureMessage(a Attempt) string {
+	if a.Err != nil {
+		return a.Err.Error()
+	}
+	return fmt.Sprintf("endpoint answered %d %s", a.StatusCode, http.StatusText(a.StatusCode))
+}
