@@ -137,9 +137,7 @@ func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Reco
 		ON CONFLICT (webhook_id, event_id) DO NOTHING`, string(raw)); err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}
-	// Wakes dispatchers in every instance once this transaction commits.
-	_, err = tx.ExecContext(ctx, `SELECT pg_notify('salesos_webhooks', current_schema())`)
-	return err
+	return nil
 }
 
 type payloadOut struct{ row feedRow }

@@ -1,0 +1,18 @@
+// Package webhooks delivers every lead and deal event to the organizations'
+// HTTP endpoints, and keeps the organization-scoped event feed.
+//
+// Three parts, each restartable on its own:
+//   - FanOut, a projection on the projections' Watermill router: for every
+//     event it writes the feed row and one pending delivery per matching
+//     active webhook, in the transaction that moves its checkpoint. So an
+//     event is fanned out exactly once, whatever crashes.
+//   - Dispatcher: claims due deliveries (FOR UPDATE SKIP LOCKED plus an
+//     expiring lease, so instances can run side by side), signs them per
+//     Standard Webhooks, sends them through an SSRF-guarded Sender, and
+//     records each attempt with the next retry time or the final status.
+//     Delivery is at least once; the webhook-id header is the event id and
+//     never changes across retries, so receivers can de-duplicate.
+//   - Store: the subscriptions, deliveries and feed as the API shows them.
+//
+// Retry state lives only in the database; nothing is lost on a restart.
+package webhooks
