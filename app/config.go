@@ -36,7 +36,15 @@ type Config struct {
 	AutoMigrate            bool            // SALESOS_AUTO_MIGRATE, default true
 	ShutdownTimeout        time.Duration   // SALESOS_SHUTDOWN_TIMEOUT, default 20s
 	LogLevel               string          // SALESOS_LOG_LEVEL: debug | info | warn | error
+
+	// RateLimits are requests per minute per organization, by plan
+	// (SALESOS_RATE_LIMITS="starter=100,professional=500,enterprise=2000").
+	RateLimits map[string]int
+	RedisURL   string // SALESOS_REDIS_URL: share rate-limit budgets between instances
 }
+
+// DefaultRateLimits are the plans' published limits (requests per minute).
+var DefaultRateLimits = map[string]int{"starter": 100, "professional": 500, "enterprise": 2000}
 
 // DevAudience is the audience of the built-in development issuer's tokens
 // when SALESOS_OIDC_AUDIENCE is not set.
@@ -55,6 +63,7 @@ func ConfigFromEnv() (Config, error) {
 		TenantClaim:   envOr("SALESOS_TENANT_CLAIM", "org_id"),
 		PlanClaim:     envOr("SALESOS_PLAN_CLAIM", "plan"),
 		LogLevel:      envOr("SALESOS_LOG_LEVEL", "info"),
+		RedisURL:      os.Getenv("SALESOS_REDIS_URL"),
 	}
 	var errs []error
 	var err error
@@ -65,6 +74,9 @@ func ConfigFromEnv() (Config, error) {
 		errs = append(errs, err)
 	}
 	if c.AutoMigrate, err = envBool("SALESOS_AUTO_MIGRATE", true); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RateLimits, err = envRateLimits("SALESOS_RATE_LIMITS"); err != nil {
 		errs = append(errs, err)
 	}
 	if c.WebhookRetrySchedule, err = envDurations("SALESOS_WEBHOOK_RETRY_SCHEDULE", webhooks.DefaultSchedule); err != nil {
@@ -166,6 +178,27 @@ func envInt(k string, def int) (int, error) {
 		return def, fmt.Errorf("%s: %q is not a positive whole number", k, v)
 	}
 	return n, nil
+}
+
+// envRateLimits reads "plan=N,plan=N"; plans not named keep their default.
+func envRateLimits(k string) (map[string]int, error) {
+	out := map[string]int{}
+	for p, n := range DefaultRateLimits {
+		out[p] = n
+	}
+	v := os.Getenv(k)
+	if v == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(v, ",") {
+		plan, num, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.Atoi(num)
+		if _, known := DefaultRateLimits[plan]; !ok || !known || err != nil || n <= 0 {
+			return out, fmt.Errorf("%s: %q is not a list such as starter=100,professional=500,enterprise=2000", k, v)
+		}
+		out[plan] = n
+	}
+	return out, nil
 }
 
 // envDurations reads a comma-separated list such as "1m,5m,30m,2h,12h".

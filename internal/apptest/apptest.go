@@ -54,6 +54,10 @@ func Start(t testing.TB, opts ...func(*app.Config)) *Server {
 		WebhookAllowPrivate:    true, // test receivers listen on loopback
 		WebhookTimeout:         10 * time.Second,
 		WebhookConcurrency:     32,
+
+		// Functional tests make many calls per organization; the
+		// rate-limit tests set the published limits explicitly.
+		RateLimits: map[string]int{"starter": 1_000_000, "professional": 1_000_000, "enterprise": 1_000_000},
 	}
 	for _, o := range opts {
 		o(&cfg)
