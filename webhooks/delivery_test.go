@@ -42,8 +42,11 @@ func newReceiver(t *testing.T, respond func(n int) int) *receiver {
 		n := len(r.requests)
 		r.mu.Unlock()
 		status := http.StatusOK
-		if r.respond != nil {
-			status = r.respond(n)
+		r.mu.Lock()
+		respond := r.respond
+		r.mu.Unlock()
+		if respond != nil {
+			status = respond(n)
 		}
 		w.WriteHeader(status)
 		fmt.Fprintf(w, "attempt %d", n)
@@ -228,7 +231,9 @@ func TestSixAttemptsThenFailed(t *testing.T) {
 		t.Fatalf("failed delivery: %v", d)
 	}
 	// Manual retry gives one more attempt; recover re-queues failed ones.
+	rcv.mu.Lock()
 	rcv.respond = func(int) int { return 200 }
+	rcv.mu.Unlock()
 	if r := e.do(t, "POST", "/v1/webhooks/"+hookID+"/deliveries/"+d["id"].(string)+"/retry", nil); r.Status != 202 {
 		t.Fatalf("retry: %d %s", r.Status, r.Body)
 	}

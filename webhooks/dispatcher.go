@@ -43,6 +43,9 @@ type DispatcherConfig struct {
 	Logger *slog.Logger
 	// Owner names this process in leases. Default a random id.
 	Owner string
+	// OnOutcome, when set, is told the outcome of every recorded attempt:
+	// "delivered", "retry" (failed, will be retried) or "failed" (for good).
+	OnOutcome func(outcome string)
 }
 
 func (c *DispatcherConfig) setDefaults() {
@@ -81,8 +84,6 @@ type Dispatcher struct {
 	cfg DispatcherConfig
 
 	results chan result
-	// sent, when set by tests, observes every recorded attempt.
-	sent func(deliveryID string, ok bool)
 }
 
 // NewDispatcher prepares a dispatcher; Run starts it.
@@ -271,12 +272,27 @@ func (d *Dispatcher) record() {
 			d.cfg.Logger.Error("webhooks: recording attempts failed; retrying", "error", err, "count", len(batch))
 			time.Sleep(time.Second)
 		}
-		if d.sent != nil {
-			for _, r := range batch {
-				d.sent(r.d.ID, r.attempt.Success())
+		if d.cfg.OnOutcome != nil {
+			for _, o := range outcomes(batch, len(d.cfg.Schedule)) {
+				d.cfg.OnOutcome(o)
 			}
 		}
 	}
+}
+
+func outcomes(batch []result, retries int) []string {
+	out := make([]string, len(batch))
+	for i, r := range batch {
+		switch {
+		case r.attempt.Success():
+			out[i] = StatusDelivered
+		case r.d.Attempts < retries:
+			out[i] = "retry"
+		default:
+			out[i] = StatusFailed
+		}
+	}
+	return out
 }
 
 type outcomeRow struct {

@@ -68,8 +68,9 @@ type Delivery struct {
 	LastError      *string    `json:"last_error" db:"last_error"`
 	CreatedAt      time.Time  `json:"created_at" db:"created_at"`
 	DeliveredAt    *time.Time `json:"delivered_at" db:"delivered_at"`
-	// AttemptHistory is filled by GetDelivery only.
-	AttemptHistory []AttemptRecord `json:"attempt_history,omitempty" db:"-"`
+	// AttemptHistory is filled by GetDelivery only (nil, and so absent,
+	// in lists).
+	AttemptHistory []AttemptRecord `json:"attempt_history,omitzero" db:"-"`
 }
 
 const deliveryColumns = `id, webhook_id, event_id, event_type, status, attempts, next_attempt_at, last_status_code, last_error, created_at, delivered_at`
@@ -112,7 +113,9 @@ type Patch struct {
 
 func (s *Store) validate(ctx context.Context, url *string, events *[]string, description *string) error {
 	var details []domain.FieldError
-	if url != nil {
+	if url != nil && strings.TrimSpace(*url) == "" {
+		details = append(details, domain.FieldError{Field: "url", Code: domain.CodeRequired, Message: "url is required"})
+	} else if url != nil {
 		if err := ValidateURL(ctx, *url, s.AllowPrivate, s.Resolver); err != nil {
 			code := domain.CodeInvalidFormat
 			if errors.Is(err, ErrForbiddenTarget) {
@@ -397,7 +400,7 @@ func (s *Store) Recover(ctx context.Context, orgID, webhookID string, since time
 	}
 	res, err := s.DB.ExecContext(ctx, `UPDATE webhook_deliveries
 		SET status = 'pending', next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-		WHERE org_id = $1 AND webhook_id = $2 AND status = 'failed' AND created_at >= $3`, orgID, webhookID, since)
+		WHERE org_id = $1 AND webhook_id = $2 AND status = 'failed' AND created_at >= $3 AND event_type <> $4`, orgID, webhookID, since, TestEventType)
 	if err != nil {
 		return 0, err
 	}
@@ -416,16 +419,18 @@ func (s *Store) Feed(ctx context.Context, orgID string, after int64, patterns []
 	args := []any{orgID, after}
 	q := `SELECT position, payload FROM event_feed WHERE org_id = $1 AND position > $2`
 	if len(patterns) > 0 && !slices.Contains(patterns, "*") {
+		// The same patterns as subscriptions: an exact type or "<prefix>.*".
+		// Prefixes are matched with starts_with, never as LIKE patterns.
 		var exact, prefixes []string
 		for _, p := range patterns {
-			if prefix, ok := strings.CutSuffix(p, "*"); ok {
-				prefixes = append(prefixes, prefix+"%")
+			if prefix, ok := strings.CutSuffix(p, ".*"); ok {
+				prefixes = append(prefixes, prefix+".")
 			} else {
 				exact = append(exact, p)
 			}
 		}
 		args = append(args, exact, prefixes)
-		q += ` AND (type = ANY($3) OR type LIKE ANY($4))`
+		q += ` AND (type = ANY($3) OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p WHERE starts_with(type, p)))`
 	}
 	q += fmt.Sprintf(` ORDER BY position LIMIT %d`, limit+1)
 	var rows []FeedItem
