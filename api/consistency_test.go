@@ -111,7 +111,7 @@ func TestConcurrentIfMatch(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				resps[i], errs[i] = send(s, http.MethodPatch, "/v1/leads/"+id, tok, fmt.Sprintf(`{"title":"writer %d"}`, i), "If-Match", `"1"`)
+				resps[i], errs[i] = send(t, s, http.MethodPatch, "/v1/leads/"+id, tok, fmt.Sprintf(`{"title":"writer %d"}`, i), "If-Match", `"1"`)
 			}()
 		}
 		close(start)
@@ -159,7 +159,7 @@ func TestConcurrentPatchesLoseNothing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			r, err := send(s, http.MethodPatch, "/v1/leads/"+id, tok, fmt.Sprintf(`{"custom_fields":{"k%02d":%d}}`, i, i))
+			r, err := send(t, s, http.MethodPatch, "/v1/leads/"+id, tok, fmt.Sprintf(`{"custom_fields":{"k%02d":%d}}`, i, i))
 			if err != nil {
 				errs[i] = err
 				return

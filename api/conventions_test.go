@@ -40,7 +40,7 @@ func TestConventions(t *testing.T) {
 			req.Header.Set("Content-Type", contentType)
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
-		r, err := doRaw(s, req)
+		r, err := doRaw(t, s, req)
 		if err != nil {
 			t.Fatal(err)
 		}

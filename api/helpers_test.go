@@ -60,7 +60,7 @@ func call(t testing.TB, s *apptest.Server, method, path, token string, body any,
 
 // send is a goroutine-safe request (it never calls t.Fatal): body is nil,
 // a string, []byte or a value marshalled to JSON.
-func send(s *apptest.Server, method, path, token string, body any, headers ...string) (*apptest.Response, error) {
+func send(t testing.TB, s *apptest.Server, method, path, token string, body any, headers ...string) (*apptest.Response, error) {
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -89,11 +89,21 @@ func send(s *apptest.Server, method, path, token string, body any, headers ...st
 	for k, v := range h {
 		req.Header.Set(k, v)
 	}
-	return doRaw(s, req)
+	return doRaw(t, s, req)
 }
 
-// doRaw sends a hand-built request.
-func doRaw(s *apptest.Server, req *http.Request) (*apptest.Response, error) {
+// doRaw sends a hand-built request and checks the exchange against the
+// OpenAPI document like Server.Do does (t.Errorf only: safe in goroutines).
+func doRaw(t testing.TB, s *apptest.Server, req *http.Request) (*apptest.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		body = b
+		req.Body = io.NopCloser(bytes.NewReader(b))
+	}
 	resp, err := s.Client.Do(req)
 	if err != nil {
 		return nil, err
@@ -103,7 +113,9 @@ func doRaw(s *apptest.Server, req *http.Request) (*apptest.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &apptest.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}, nil
+	out := &apptest.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	apptest.CheckOpenAPI(t, req, body, out)
+	return out, nil
 }
 
 // obj decodes a JSON object keeping numbers as json.Number, so amounts are

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,9 +83,18 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if p, ok := c.Get(ctxPrincipal).(auth.Principal); ok {
 			org = p.OrgID
 		}
+		elapsed := time.Since(start)
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
 		s.log.Info("request",
-			"request_id", requestID(c), "method", c.Request().Method, "route", c.Path(),
-			"status", c.Response().Status, "org_id", org, "latency_ms", float64(time.Since(start).Microseconds())/1000)
+			"request_id", requestID(c), "method", c.Request().Method, "route", route,
+			"status", c.Response().Status, "org_id", org, "latency_ms", float64(elapsed.Microseconds())/1000)
+		if m := s.d.Metrics; m != nil {
+			m.Requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(c.Response().Status)).Inc()
+			m.RequestDuration.WithLabelValues(route, c.Request().Method).Observe(elapsed.Seconds())
+		}
 		return nil
 	}
 }

@@ -14,11 +14,15 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/salesos/salesos/auth"
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/eventstore"
+	"github.com/salesos/salesos/idempotency"
+	"github.com/salesos/salesos/metrics"
 	"github.com/salesos/salesos/projections"
+	"github.com/salesos/salesos/ratelimit"
 	"github.com/salesos/salesos/webhooks"
 )
 
@@ -39,6 +43,9 @@ type ProjectionWaiter interface {
 type Check struct {
 	Name string
 	Run  func(ctx context.Context) error
+	// Optional checks report a failure without failing readiness: the
+	// service works without them, degraded (Redis for shared rate limits).
+	Optional bool
 }
 
 // Deps are the server's collaborators, wired by the composition root.
@@ -59,6 +66,13 @@ type Deps struct {
 	Webhooks *webhooks.Store
 	// WebhookSender sends the test events of POST /v1/webhooks/{id}/test.
 	WebhookSender *webhooks.Sender
+	// Limiter and RateLimits enforce the per-plan budgets (nil: no limits).
+	Limiter    ratelimit.Limiter
+	RateLimits map[string]int
+	// Idempotency stores responses of POSTs with an Idempotency-Key.
+	Idempotency *idempotency.Store
+	// Metrics, when set, records request metrics and serves GET /metrics.
+	Metrics *metrics.Metrics
 }
 
 // Server is the Echo application.
@@ -83,23 +97,31 @@ func New(d Deps) *Server {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.requestIDMiddleware, s.accessLog, s.recoverMiddleware, bodyLimit(MaxBodyBytes))
+	if d.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})))
+	}
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.GET("/v1/openapi.json", s.openAPI)
 	if d.DevIssuer != nil {
 		e.Any("/_dev/oidc/*", echo.WrapHandler(d.DevIssuer))
 	}
 
-	v1 := e.Group("/v1", s.authenticate, requireJSON)
-	v1.POST("/leads", s.createLead, requireScope("write:leads"))
+	v1 := e.Group("/v1", s.authenticate, s.rateLimit, requireJSON)
+	// Every POST honours Idempotency-Key, checked after the scope.
+	post := func(path string, h echo.HandlerFunc, scopes ...string) {
+		v1.POST(path, h, requireScope(scopes...), s.idempotent)
+	}
+	post("/leads", s.createLead, "write:leads")
 	v1.GET("/leads", s.listLeads, requireScope("read:leads"))
 	v1.GET("/leads/:id", s.getLead, requireScope("read:leads"))
 	v1.PATCH("/leads/:id", s.updateLead, requireScope("write:leads"))
 	v1.DELETE("/leads/:id", s.deleteLead, requireScope("write:leads"))
-	v1.POST("/leads/:id/convert", s.convertLead, requireScope("write:leads", "write:deals"))
+	post("/leads/:id/convert", s.convertLead, "write:leads", "write:deals")
 	v1.GET("/leads/:id/history", s.leadHistory, requireScope("read:leads"))
 
-	v1.POST("/deals", s.createDeal, requireScope("write:deals"))
+	post("/deals", s.createDeal, "write:deals")
 	v1.GET("/deals", s.listDeals, requireScope("read:deals"))
 	v1.GET("/deals/:id", s.getDeal, requireScope("read:deals"))
 	v1.PATCH("/deals/:id", s.updateDeal, requireScope("write:deals"))
@@ -107,17 +129,17 @@ func New(d Deps) *Server {
 	v1.GET("/deals/:id/history", s.dealHistory, requireScope("read:deals"))
 
 	hooks := requireScope("manage:webhooks")
-	v1.POST("/webhooks", s.createWebhook, hooks)
+	post("/webhooks", s.createWebhook, "manage:webhooks")
 	v1.GET("/webhooks", s.listWebhooks, hooks)
 	v1.GET("/webhooks/:id", s.getWebhook, hooks)
 	v1.PATCH("/webhooks/:id", s.updateWebhook, hooks)
 	v1.DELETE("/webhooks/:id", s.deleteWebhook, hooks)
-	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, hooks)
-	v1.POST("/webhooks/:id/test", s.testWebhook, hooks)
-	v1.POST("/webhooks/:id/recover", s.recoverDeliveries, hooks)
+	post("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, "manage:webhooks")
+	post("/webhooks/:id/test", s.testWebhook, "manage:webhooks")
+	post("/webhooks/:id/recover", s.recoverDeliveries, "manage:webhooks")
 	v1.GET("/webhooks/:id/deliveries", s.listDeliveries, hooks)
 	v1.GET("/webhooks/:id/deliveries/:delivery_id", s.getDelivery, hooks)
-	v1.POST("/webhooks/:id/deliveries/:delivery_id/retry", s.retryDelivery, hooks)
+	post("/webhooks/:id/deliveries/:delivery_id/retry", s.retryDelivery, "manage:webhooks")
 	v1.GET("/events", s.listEvents, requireScope("read:events"))
 
 	// Unknown /v1 paths answer 401 to anonymous callers and 404 to
@@ -142,11 +164,16 @@ func (s *Server) readyz(c echo.Context) error {
 	defer cancel()
 	results := map[string]string{}
 	var failed []string
+	status := "ok"
 	for _, ch := range s.d.Checks {
 		if err := ch.Run(ctx); err != nil {
 			results[ch.Name] = "unavailable"
-			failed = append(failed, ch.Name)
 			s.log.Warn("readiness check failed", "check", ch.Name, "error", err)
+			if ch.Optional {
+				status = "degraded"
+			} else {
+				failed = append(failed, ch.Name)
+			}
 			continue
 		}
 		results[ch.Name] = "ok"
@@ -156,7 +183,7 @@ func (s *Server) readyz(c echo.Context) error {
 		e.RetryAfter = 5
 		return e
 	}
-	return c.JSON(http.StatusOK, map[string]any{"status": "ok", "checks": results})
+	return c.JSON(http.StatusOK, map[string]any{"status": status, "checks": results})
 }
 
 func joinNames(ns []string) string {

@@ -15,13 +15,19 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/salesos/salesos/api"
 	"github.com/salesos/salesos/auth"
 	"github.com/salesos/salesos/commands"
+	"github.com/salesos/salesos/eventstore"
+	"github.com/salesos/salesos/eventstore/esdb"
 	"github.com/salesos/salesos/eventstore/postgres"
+	"github.com/salesos/salesos/idempotency"
+	"github.com/salesos/salesos/metrics"
 	"github.com/salesos/salesos/migrations"
 	"github.com/salesos/salesos/projections"
+	"github.com/salesos/salesos/ratelimit"
 	"github.com/salesos/salesos/webhooks"
 )
 
@@ -29,13 +35,16 @@ import (
 type App struct {
 	Config Config
 	DB     *sqlx.DB
-	Store  *postgres.Store
+	Store  eventstore.Store
 	Runner *projections.Runner
 	// Dispatcher sends webhook deliveries.
-	Dispatcher *webhooks.Dispatcher
-	API        *api.Server
-	DevIssuer  *auth.DevIssuer // nil when an external issuer is configured
-	log        *slog.Logger
+	Dispatcher  *webhooks.Dispatcher
+	Metrics     *metrics.Metrics
+	Idempotency *idempotency.Store
+	redis       *redis.Client
+	API         *api.Server
+	DevIssuer   *auth.DevIssuer // nil when an external issuer is configured
+	log         *slog.Logger
 }
 
 // Open connects to the database, applies migrations (unless disabled) and
@@ -50,6 +59,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	db, err := OpenDB(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.DBMaxConns > 0 {
+		db.SetMaxOpenConns(cfg.DBMaxConns)
+		db.SetMaxIdleConns(cfg.DBMaxConns)
 	}
 	a := &App{Config: cfg, DB: db, log: log}
 	ok := false
@@ -67,9 +80,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			log.Info("applied migrations", "count", len(res.Applied), "version", res.Current)
 		}
 	}
-	if a.Store, err = postgres.New(ctx, db, postgres.Options{Logger: log}); err != nil {
+	if a.Store, err = openEventStore(ctx, cfg, db, log); err != nil {
 		return nil, err
 	}
+	a.Metrics = metrics.New()
+	a.Idempotency = &idempotency.Store{DB: db}
 	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log},
 		projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store})
 	sender := webhooks.NewSender(webhooks.SenderConfig{Timeout: cfg.WebhookTimeout, AllowPrivate: cfg.WebhookAllowPrivate})
@@ -81,7 +96,34 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Wake:            a.Runner.Progress,
 		Sender:          sender,
 		Logger:          log,
+		OnOutcome:       func(o string) { a.Metrics.Deliveries.WithLabelValues(o).Inc() },
 	})
+	a.Metrics.RegisterState(metrics.StateSource{
+		Positions: a.Runner.Positions,
+		QueueDepth: func(ctx context.Context) (int64, error) {
+			var n int64
+			err := db.GetContext(ctx, &n, `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`)
+			return n, err
+		},
+		Logger: log,
+	})
+	var limiter ratelimit.Limiter = ratelimit.NewMemory()
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("SALESOS_REDIS_URL: %w", err)
+		}
+		// Fail fast: a slow or absent Redis must not slow requests down.
+		opts.MaxRetries = 1
+		opts.DialTimeout = 200 * time.Millisecond
+		opts.ReadTimeout = 200 * time.Millisecond
+		opts.WriteTimeout = 200 * time.Millisecond
+		a.redis = redis.NewClient(opts)
+		limiter = &ratelimit.Fallback{
+			Primary: ratelimit.NewRedis(a.redis), Secondary: limiter, Logger: log,
+			OnError: a.Metrics.RateLimitErrors.Inc,
+		}
+	}
 
 	issuer, audience := cfg.OIDCIssuer, cfg.Audience()
 	var devHandler http.Handler
@@ -100,13 +142,18 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		{Name: "database", Run: db.PingContext},
 		{Name: "event_store", Run: a.Store.Ping},
 	}
+	if a.redis != nil {
+		// Readiness reports Redis, but requests keep flowing without it
+		// (budgets fall back to per-instance).
+		checks = append(checks, api.Check{Name: "redis", Optional: true, Run: func(ctx context.Context) error { return a.redis.Ping(ctx).Err() }})
+	}
 	if a.DevIssuer == nil {
 		// The development issuer is this very server, so it is ready when
 		// we are; an external one must be reachable.
 		checks = append(checks, api.Check{Name: "identity_provider", Run: verifier.Ready})
 	}
 	a.API = api.New(api.Deps{
-		Commands:        &commands.Handler{Store: a.Store},
+		Commands:        &commands.Handler{Store: metrics.CountAppends(a.Store, a.Metrics.EventsAppended)},
 		Queries:         projections.Queries{DB: db},
 		Streams:         a.Store,
 		Waiter:          a.Runner,
@@ -117,9 +164,29 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		DevIssuer:       devHandler,
 		Webhooks:        &webhooks.Store{DB: db, AllowPrivate: cfg.WebhookAllowPrivate},
 		WebhookSender:   sender,
+		Limiter:         limiter,
+		RateLimits:      cfg.RateLimits,
+		Idempotency:     a.Idempotency,
+		Metrics:         a.Metrics,
 	})
 	ok = true
 	return a, nil
+}
+
+// openEventStore opens the configured event store: EventStoreDB for an
+// esdb:// URL, otherwise the PostgreSQL database itself. Projection
+// checkpoints always live in PostgreSQL next to the query tables; with
+// EventStoreDB they hold its $all commit positions, so switching backends
+// needs a rebuild of the projections.
+func openEventStore(ctx context.Context, cfg Config, db *sqlx.DB, log *slog.Logger) (eventstore.Store, error) {
+	if isESDBURL(cfg.EventStoreURL) {
+		s, err := esdb.New(ctx, cfg.EventStoreURL, esdb.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("EventStoreDB: %w", err)
+		}
+		return s, nil
+	}
+	return postgres.New(ctx, db, postgres.Options{Logger: log})
 }
 
 // OpenDB opens and pings a PostgreSQL database.
@@ -165,6 +232,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		_ = a.Dispatcher.Run(dispCtx)
 	}()
 
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	defer stopPurge()
+	go a.purgeIdempotencyKeys(purgeCtx)
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
@@ -190,8 +261,29 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	return serveErr
 }
 
+// purgeIdempotencyKeys deletes expired idempotency keys every hour.
+func (a *App) purgeIdempotencyKeys(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := a.Idempotency.Purge(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("purging expired idempotency keys failed", "error", err)
+		} else if n > 0 {
+			a.log.Info("purged expired idempotency keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Close releases the event store and the database.
 func (a *App) Close() {
+	if a.redis != nil {
+		a.redis.Close()
+	}
 	if a.Store != nil {
 		a.Store.Close()
 	}

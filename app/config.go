@@ -41,6 +41,8 @@ type Config struct {
 	// (SALESOS_RATE_LIMITS="starter=100,professional=500,enterprise=2000").
 	RateLimits map[string]int
 	RedisURL   string // SALESOS_REDIS_URL: share rate-limit budgets between instances
+
+	DBMaxConns int // SALESOS_DB_MAX_CONNS: database connections per instance, default 40
 }
 
 // DefaultRateLimits are the plans' published limits (requests per minute).
@@ -77,6 +79,9 @@ func ConfigFromEnv() (Config, error) {
 		errs = append(errs, err)
 	}
 	if c.RateLimits, err = envRateLimits("SALESOS_RATE_LIMITS"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DBMaxConns, err = envInt("SALESOS_DB_MAX_CONNS", 40); err != nil {
 		errs = append(errs, err)
 	}
 	if c.WebhookRetrySchedule, err = envDurations("SALESOS_WEBHOOK_RETRY_SCHEDULE", webhooks.DefaultSchedule); err != nil {
@@ -122,11 +127,14 @@ func (c Config) Validate() error {
 	} else if !isPostgresURL(c.DatabaseURL) {
 		errs = append(errs, fmt.Errorf("SALESOS_DATABASE_URL: only postgres:// URLs are supported by this build"))
 	}
-	if c.EventStoreURL != "" && !isPostgresURL(c.EventStoreURL) {
-		errs = append(errs, fmt.Errorf("SALESOS_EVENTSTORE_URL: only postgres:// URLs are supported by this build"))
-	}
-	if c.EventStoreURL != "" && c.EventStoreURL != c.DatabaseURL {
-		errs = append(errs, errors.New("SALESOS_EVENTSTORE_URL: a PostgreSQL event store must be the same database as SALESOS_DATABASE_URL (projections commit their checkpoints next to the read model)"))
+	switch {
+	case c.EventStoreURL == "", isESDBURL(c.EventStoreURL):
+	case isPostgresURL(c.EventStoreURL):
+		if c.EventStoreURL != c.DatabaseURL {
+			errs = append(errs, errors.New("SALESOS_EVENTSTORE_URL: a PostgreSQL event store must be the same database as SALESOS_DATABASE_URL (projections commit their checkpoints next to the read model)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("SALESOS_EVENTSTORE_URL: use esdb://host:2113 (EventStoreDB) or the postgres:// URL of SALESOS_DATABASE_URL"))
 	}
 	if c.ConsistencyWait < 0 || c.ShutdownTimeout < 0 || c.WebhookTimeout < 0 || c.WebhookLease < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
@@ -143,6 +151,10 @@ func (c Config) Audience() string {
 		return DevAudience
 	}
 	return c.OIDCAudience
+}
+
+func isESDBURL(u string) bool {
+	return strings.HasPrefix(u, "esdb://") || strings.HasPrefix(u, "esdb+discover://")
 }
 
 func isPostgresURL(u string) bool {

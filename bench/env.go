@@ -96,3 +96,20 @@ func (e *env) exec(ctx context.Context, stmts ...string) error {
 	}
 	return nil
 }
+
+// reset empties every table of the schema but schema_migrations, so a
+// measurement starts from an empty event log with every projection
+// checkpoint at 0, whatever ran before it.
+func (e *env) reset(ctx context.Context) error {
+	var tables string
+	if err := e.admin.GetContext(ctx, &tables, `
+		SELECT COALESCE(string_agg(format('%I.%I', schemaname, tablename), ', '), '')
+		FROM pg_tables WHERE schemaname = $1 AND tablename <> 'schema_migrations'`, e.schema); err != nil {
+		return err
+	}
+	if tables == "" {
+		return nil
+	}
+	_, err := e.admin.ExecContext(ctx, `TRUNCATE `+tables+` RESTART IDENTITY CASCADE`)
+	return err
+}

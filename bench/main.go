@@ -135,7 +135,11 @@ type result struct {
 
 	Bar      string `json:"bar,omitempty"`
 	MeetsBar *bool  `json:"meets_bar,omitempty"`
-	Note     string `json:"note,omitempty"`
+	// LoadAvg1m is the machine's 1-minute load average when the
+	// measurement ended: well above the core count means something else
+	// was competing for the CPU and the figure is pessimistic.
+	LoadAvg1m float64 `json:"loadavg_1m,omitempty"`
+	Note      string  `json:"note,omitempty"`
 }
 
 func (r *result) setLatencies(s *samples) {
@@ -168,6 +172,7 @@ func round(v float64, digits int) float64 {
 var stdout = json.NewEncoder(os.Stdout)
 
 func emit(r result) {
+	r.LoadAvg1m = loadAvg()
 	r.OpsPerSec = round(r.OpsPerSec, 1)
 	r.Seconds = round(r.Seconds, 3)
 	_ = stdout.Encode(r)
@@ -204,7 +209,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A closed stdout or stderr (bench | head) must not kill the program
+	// before it has dropped its schema: writes then just fail.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err = run(ctx, o)
 	stop()
 	if err != nil {
@@ -228,6 +236,9 @@ func run(ctx context.Context, o *options) (err error) {
 		checkGoroutines(baseline)
 	}()
 	logf("database: %s; bench schema %s", env.serverVersion, env.schema)
+	if l := loadAvg(); l > float64(runtime.NumCPU())/2 {
+		logf("WARNING: load average is %.2f on %d CPUs before starting: other work on this machine will depress the figures", l, runtime.NumCPU())
+	}
 
 	var refTPS float64
 	if o.runs(benchPgbench) {
@@ -281,4 +292,18 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// loadAvg is the 1-minute load average (0 when unknown).
+func loadAvg() float64 {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(raw))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }

@@ -261,24 +261,34 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos uint64) error {
 	}
 }
 
-// Lag reports, per projection, how many positions it is behind the head of
-// the event store.
-func (r *Runner) Lag(ctx context.Context) (map[string]uint64, error) {
+// Positions reports each projection's stored checkpoint and the event
+// store's head (for metrics).
+func (r *Runner) Positions(ctx context.Context) (map[string]uint64, uint64, error) {
 	head, err := r.store.Head(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := make(map[string]uint64, len(r.projections))
 	for _, p := range r.projections {
 		cp, err := Position(ctx, r.db, p.Name())
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		if head > cp {
-			out[p.Name()] = head - cp
-		} else {
-			out[p.Name()] = 0
-		}
+		out[p.Name()] = cp
+	}
+	return out, head, nil
+}
+
+// Lag reports, per projection, how many positions it is behind the head of
+// the event store.
+func (r *Runner) Lag(ctx context.Context) (map[string]uint64, error) {
+	cps, head, err := r.Positions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(cps))
+	for name, cp := range cps {
+		out[name] = head - min(cp, head)
 	}
 	return out, nil
 }

@@ -191,10 +191,33 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	if err != nil || len(cands) == 0 {
 		return nil, err
 	}
-	var probing []string
+	// Lock the candidates' webhooks and read their state afresh: the
+	// recorder updates the same rows in the transaction that ends an
+	// attempt, so a webhook cannot be switched off, or an attempt end,
+	// between this check and our lease.
+	var hookIDs []string
+	seen := map[string]bool{}
 	for _, c := range cands {
-		if c.Failures > 0 {
-			probing = append(probing, c.WebhookID)
+		if !seen[c.WebhookID] {
+			seen[c.WebhookID] = true
+			hookIDs = append(hookIDs, c.WebhookID)
+		}
+	}
+	var states []struct {
+		ID       string `db:"id"`
+		Active   bool   `db:"active"`
+		Failures int    `db:"consecutive_failures"`
+	}
+	if err := tx.SelectContext(ctx, &states, `SELECT id, active AND deleted_at IS NULL AS active, consecutive_failures
+		FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE`, hookIDs); err != nil {
+		return nil, err
+	}
+	active := map[string]bool{}
+	var probing []string
+	for _, st := range states {
+		active[st.ID] = st.Active
+		if st.Active && st.Failures > 0 {
+			probing = append(probing, st.ID)
 		}
 	}
 	busy := map[string]bool{}
@@ -208,10 +231,17 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 			busy[id] = true
 		}
 	}
+	isProbing := map[string]bool{}
+	for _, id := range probing {
+		isProbing[id] = true
+	}
 	var chosen []claimed
 	var ids []string
 	for _, c := range cands {
-		if c.Failures > 0 {
+		if !active[c.WebhookID] {
+			continue
+		}
+		if isProbing[c.WebhookID] {
 			if busy[c.WebhookID] {
 				continue
 			}

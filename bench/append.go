@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/salesos/salesos/app"
+	"github.com/salesos/salesos/envelope"
+	"github.com/salesos/salesos/eventstore"
+	"github.com/salesos/salesos/eventstore/postgres"
+)
+
+// quietLogger drops the store's and projections' logs during measurements.
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// runAppend: concurrency goroutines, each appending one new lead.created
+// event per call to a new stream (NoStream), for the duration.
+func runAppend(ctx context.Context, o *options, e *env, refTPS float64) error {
+	db, err := app.OpenDB(ctx, e.url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	store, err := postgres.New(ctx, db, postgres.Options{Logger: quietLogger})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	var n atomic.Int64
+	op := func(ctx context.Context, _ int) (bool, error) {
+		id := newLeadID()
+		d, err := leadCreated(id, "org_bench", int(n.Add(1)), time.Now())
+		if err != nil {
+			return false, err
+		}
+		_, err = store.Append(ctx, envelope.LeadStream(id), eventstore.NoStream, d)
+		return err == nil, err
+	}
+	// Warm up the pool and the writer.
+	runLoad(ctx, o.concurrency, 500*time.Millisecond, op)
+
+	logf("%s: %d goroutines for %s", benchAppend, o.concurrency, o.duration)
+	var res *loadResult
+	if err := o.profile(benchAppend, func() error {
+		res = runLoad(ctx, o.concurrency, o.duration, op)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if res.firstErr != nil {
+		logf("%s: %d failed appends, first: %v", benchAppend, res.failed, res.firstErr)
+	}
+	r := result{
+		Bench: benchAppend, Backend: "postgres", Concurrency: o.concurrency,
+		Ops: res.ok, Errors: res.failed, Seconds: res.elapsed.Seconds(), OpsPerSec: res.opsPerSec(),
+		Note: "events/s through eventstore/postgres.Store.Append, one lead.created per call to a new stream; latency per Append call",
+	}
+	r.setLatencies(&res.lat)
+	r.against(benchPgbench, refTPS)
+	if refTPS > 0 {
+		r.bar("ratio >= 0.5", r.Ratio >= 0.5)
+	}
+	emit(r)
+
+	var count int64
+	if err := db.GetContext(ctx, &count, `SELECT count(*) FROM events`); err != nil {
+		return err
+	}
+	logf("%s: events table holds %d rows", benchAppend, count)
+	return nil
+}
