@@ -14,6 +14,7 @@ require (
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
 	google.golang.org/grpc v1.67.1
+	modernc.org/sqlite v1.62.0
 )
 
 require (
@@ -59,5 +60,4 @@ require (
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
-	modernc.org/sqlite v1.62.0 // indirect
 )

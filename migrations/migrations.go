@@ -22,7 +22,7 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-//go:embed postgres/*.sql
+//go:embed postgres/*.sql sqlite/*.sql
 var files embed.FS
 
 // Migration is one numbered SQL file.
@@ -35,7 +35,7 @@ type Migration struct {
 // ErrNewerSchema means the database was migrated by a newer salesos.
 var ErrNewerSchema = errors.New("database schema is newer than this salesos binary")
 
-// List returns the migrations of a dialect ("postgres") in order.
+// List returns the migrations of a dialect ("postgres" or "sqlite") in order.
 func List(dialect string) ([]Migration, error) {
 	entries, err := fs.ReadDir(files, dialect)
 	if err != nil {
@@ -125,4 +125,87 @@ func Apply(ctx context.Context, db *sqlx.DB) (Result, error) {
 		res.Current = m.Version
 	}
 	return res, nil
+}
+
+// ApplySQLite brings a SQLite database up to date with the migrations in
+// sqlite/. It keeps the same bookkeeping as Apply (schema_migrations) and
+// refuses a database migrated by a newer salesos with ErrNewerSchema.
+//
+// SQLite has one writer per file, so no advisory lock is needed: each
+// migration runs in its own BEGIN IMMEDIATE transaction, which takes the
+// write lock up front, and the current version is read again under that
+// lock. Several processes starting on one file at once therefore apply each
+// migration exactly once (the losers wait on the busy timeout, then find the
+// work done). db should carry a busy_timeout for that; the event store's
+// sqlite.OpenDB sets one.
+func ApplySQLite(ctx context.Context, db *sqlx.DB) (Result, error) {
+	all, err := List("sqlite")
+	if err != nil {
+		return Result{}, err
+	}
+	// One connection for the whole run: BEGIN and COMMIT are plain
+	// statements here and must reach the same connection.
+	conn, err := db.Connx(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer conn.Close()
+
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))
+	)`); err != nil {
+		return Result{}, fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var res Result
+	for {
+		applied, done, err := applyNextSQLite(ctx, conn, all, &res)
+		if err != nil {
+			return res, err
+		}
+		if done {
+			return res, nil
+		}
+		res.Applied = append(res.Applied, applied)
+		res.Current = applied.Version
+	}
+}
+
+// applyNextSQLite applies the first migration the database lacks, in one
+// write transaction; done reports that there was none.
+func applyNextSQLite(ctx context.Context, conn *sqlx.Conn, all []Migration, res *Result) (applied Migration, done bool, err error) {
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return Migration{}, false, fmt.Errorf("begin migration: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			// Without ctx: a cancelled run must still end its transaction.
+			conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		}
+	}()
+	var current int
+	if err := conn.GetContext(ctx, &current, `SELECT COALESCE(max(version), 0) FROM schema_migrations`); err != nil {
+		return Migration{}, false, err
+	}
+	res.Current = current
+	if current > len(all) {
+		return Migration{}, false, fmt.Errorf("%w (database at migration %d, this binary knows %d)", ErrNewerSchema, current, len(all))
+	}
+	if current == len(all) {
+		return Migration{}, true, nil
+	}
+	m := all[current]
+	if _, err := conn.ExecContext(ctx, m.SQL); err != nil {
+		return Migration{}, false, fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	if _, err := conn.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name); err != nil {
+		return Migration{}, false, err
+	}
+	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
+		return Migration{}, false, fmt.Errorf("commit migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	committed = true
+	return m, false, nil
 }
