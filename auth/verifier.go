@@ -45,6 +45,7 @@ type Verifier struct {
 	now    func() time.Time // replaceable in tests
 
 	flight flight
+	cache  tokenCache
 
 	mu       sync.Mutex
 	idv      *oidc.IDTokenVerifier // nil until discovery succeeded
@@ -101,6 +102,13 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Principal, erro
 		// Not a compact JWS; don't bother the issuer with it.
 		return Principal{}, unauthorized("malformed token")
 	}
+	now := time.Now()
+	if v.now != nil {
+		now = v.now()
+	}
+	if p, ok := v.cache.get(rawToken, now); ok {
+		return p, nil
+	}
 	idv, err := v.verifier(ctx)
 	if err != nil {
 		return Principal{}, err
@@ -119,7 +127,12 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Principal, erro
 	if err := tok.Claims(&claims); err != nil {
 		return Principal{}, unauthorized("malformed claims")
 	}
-	return principalFromClaims(claims, tok.Subject, v.cfg.TenantClaim, v.cfg.PlanClaim)
+	p, err := principalFromClaims(claims, tok.Subject, v.cfg.TenantClaim, v.cfg.PlanClaim)
+	if err != nil {
+		return Principal{}, err
+	}
+	v.cache.put(rawToken, p, tok.Expiry, now)
+	return p, nil
 }
 
 // reasonFor maps a go-oidc verification error to a fixed, token-free reason.

@@ -253,27 +253,35 @@ func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
 			streams = append(streams, r.stream)
 		}
 	}
+	// Current version of each stream and the global head, in one round
+	// trip. Each stream is one backward probe of the (stream_id, version)
+	// index; "= ANY(array) GROUP BY" would be planned as a scan.
 	versions := make(map[string]int64, len(streams))
-	rows, err := tx.QueryContext(ctx, `SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id`, streams)
+	var head int64
+	rows, err := tx.QueryContext(ctx, `
+		SELECT s, COALESCE((SELECT e.version FROM events e WHERE e.stream_id = s ORDER BY e.version DESC LIMIT 1), 0)
+		FROM unnest($1::text[]) AS s
+		UNION ALL
+		SELECT NULL, COALESCE((SELECT max(position) FROM events), 0)`, streams)
 	if err != nil {
 		return nil, fmt.Errorf("event store: read versions: %w", err)
 	}
 	for rows.Next() {
-		var id string
+		var id sql.NullString
 		var v int64
 		if err := rows.Scan(&id, &v); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		versions[id] = v
+		if id.Valid {
+			versions[id.String] = v
+		} else {
+			head = v
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
-	}
-	var head int64
-	if err := tx.GetContext(ctx, &head, `SELECT COALESCE(max(position), 0) FROM events`); err != nil {
-		return nil, fmt.Errorf("event store: read head: %w", err)
 	}
 
 	results := make([]appendResult, len(batch))
@@ -313,16 +321,18 @@ func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
 	if len(positions) == 0 {
 		return results, nil // every append was a version conflict
 	}
+	// The NOTIFY rides in the same statement; it is delivered at commit.
 	_, err = tx.ExecContext(ctx, `
-		INSERT INTO events (position, event_id, stream_id, version, type, data, metadata)
-		SELECT p, e::uuid, s, v, t, d::json, m::json
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS x(p, e, s, v, t, d, m)`,
-		positions, ids, streamIDs, vers, types, data, meta)
+		WITH ins AS (
+			INSERT INTO events (position, event_id, stream_id, version, type, data, metadata)
+			SELECT p, e::uuid, s, v, t, d::json, m::json
+			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS x(p, e, s, v, t, d, m)
+			RETURNING 1
+		)
+		SELECT pg_notify($8, current_schema()) WHERE EXISTS (SELECT 1 FROM ins)`,
+		positions, ids, streamIDs, vers, types, data, meta, notifyChannel)
 	if err != nil {
 		return nil, classify(err)
-	}
-	if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, current_schema())`, notifyChannel); err != nil {
-		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("event store: commit: %w", err)
