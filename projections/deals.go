@@ -115,10 +115,11 @@ func rowFromDeal(d domain.Deal) (dealRow, error) {
 
 // Apply implements Projection; see Leads.Apply.
 func (Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error {
-	byID, order, err := decodeKind(events, envelope.KindDeal)
-	if err != nil || len(order) == 0 {
+	d, err := decodeKind(events, envelope.KindDeal)
+	if err != nil || len(d.order) == 0 {
 		return err
 	}
+	byID, order := d.byID, d.order
 	current, err := loadDealRows(ctx, tx, order)
 	if err != nil {
 		return err

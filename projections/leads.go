@@ -28,7 +28,7 @@ func (Leads) Reset(ctx context.Context, tx *sqlx.Tx) error {
 	return err
 }
 
-// leadRow is a leads row; its json tags feed json_to_recordset in upserts.
+// leadRow is a leads row.
 type leadRow struct {
 	ID              string          `db:"id" json:"id"`
 	OrgID           string          `db:"org_id" json:"org_id"`
@@ -87,10 +87,24 @@ func rowFromLead(l domain.Lead) (leadRow, error) {
 
 // Apply implements Projection: fold the batch's lead events in memory over
 // the current rows, then write every touched lead with one statement.
-func (Leads) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error {
-	byID, order, err := decodeKind(events, envelope.KindLead)
-	if err != nil || len(order) == 0 {
+func (l Leads) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error {
+	prepared, err := l.Prepare(events)
+	if err != nil {
 		return err
+	}
+	return l.ApplyPrepared(ctx, tx, prepared, 0)
+}
+
+// Prepare implements Preparer: decode the batch's lead events.
+func (Leads) Prepare(events []eventstore.RecordedEvent) (any, error) {
+	return decodeKind(events, envelope.KindLead)
+}
+
+// ApplyPrepared implements Preparer.
+func (Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after uint64) error {
+	byID, order := prepared.(decoded).byID, prepared.(decoded).order
+	if len(order) == 0 {
+		return nil
 	}
 	current, err := loadLeadRows(ctx, tx, order)
 	if err != nil {
@@ -103,8 +117,8 @@ func (Leads) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recorde
 			l = domain.Lead{ID: id}
 		}
 		for _, e := range byID[id] {
-			if e.Version <= l.Version {
-				continue // already in the row (a replayed batch)
+			if e.Position <= after || e.Version <= l.Version {
+				continue // already applied (a replayed batch)
 			}
 			l.Apply(e.Event, e.Meta)
 		}
@@ -120,22 +134,36 @@ func (Leads) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recorde
 	if len(rows) == 0 {
 		return nil
 	}
-	payload, err := json.Marshal(rows)
-	if err != nil {
-		return err
+	// One statement for the whole batch. Columns travel as parallel arrays:
+	// PostgreSQL unnests arrays far faster than it parses a JSON document
+	// of the same rows.
+	n := len(rows)
+	var (
+		ids, orgs, names, statuses, customs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		emails, phones, companies, titles   = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+		sources, owners, converted          = make([]*string, n), make([]*string, n), make([]*string, n)
+		created, updated                    = make([]time.Time, n), make([]time.Time, n)
+		deleted                             = make([]*time.Time, n)
+		versions                            = make([]int64, n)
+	)
+	for i, r := range rows {
+		ids[i], orgs[i], names[i], statuses[i], customs[i] = r.ID, r.OrgID, r.Name, r.Status, string(r.CustomFields)
+		emails[i], phones[i], companies[i], titles[i] = r.Email, r.Phone, r.Company, r.Title
+		sources[i], owners[i], converted[i] = r.Source, r.OwnerID, r.ConvertedDealID
+		created[i], updated[i], deleted[i], versions[i] = r.CreatedAt, r.UpdatedAt, r.DeletedAt, r.Version
 	}
 	_, err = tx.ExecContext(ctx, `
 		INSERT INTO leads (`+leadColumns+`)
-		SELECT `+leadColumns+` FROM json_to_recordset($1::json) AS x(
-			id text, org_id text, name text, email text, phone text, company text, title text, source text,
-			status text, owner_id text, custom_fields jsonb, converted_deal_id text,
-			created_at timestamptz, updated_at timestamptz, version bigint, deleted_at timestamptz)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::text[], $10::text[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::timestamptz[], $15::bigint[], $16::timestamptz[])
 		ON CONFLICT (id) DO UPDATE SET
 			name = EXCLUDED.name, email = EXCLUDED.email, phone = EXCLUDED.phone, company = EXCLUDED.company,
 			title = EXCLUDED.title, source = EXCLUDED.source, status = EXCLUDED.status, owner_id = EXCLUDED.owner_id,
 			custom_fields = EXCLUDED.custom_fields, converted_deal_id = EXCLUDED.converted_deal_id,
 			updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, deleted_at = EXCLUDED.deleted_at
-		WHERE leads.version < EXCLUDED.version`, string(payload))
+		WHERE leads.version < EXCLUDED.version`,
+		ids, orgs, names, emails, phones, companies, titles, sources, statuses, owners, customs, converted,
+		created, updated, versions, deleted)
 	if err != nil {
 		return fmt.Errorf("upsert leads: %w", err)
 	}
@@ -158,11 +186,15 @@ func loadLeadRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]do
 	return out, nil
 }
 
-// decodeKind decodes the events of one record kind, grouped by record id in
+// decoded is a batch's events of one record kind, grouped by record id in
 // first-seen order.
-func decodeKind(events []eventstore.RecordedEvent, kind envelope.Kind) (map[string][]envelope.Envelope, []string, error) {
-	byID := map[string][]envelope.Envelope{}
-	var order []string
+type decoded struct {
+	byID  map[string][]envelope.Envelope
+	order []string
+}
+
+func decodeKind(events []eventstore.RecordedEvent, kind envelope.Kind) (decoded, error) {
+	d := decoded{byID: map[string][]envelope.Envelope{}}
 	for _, r := range events {
 		k, id, ok := envelope.ParseStream(r.StreamID)
 		if !ok || k != kind {
@@ -170,12 +202,12 @@ func decodeKind(events []eventstore.RecordedEvent, kind envelope.Kind) (map[stri
 		}
 		e, err := envelope.Decode(r)
 		if err != nil {
-			return nil, nil, err
+			return decoded{}, err
 		}
-		if _, seen := byID[id]; !seen {
-			order = append(order, id)
+		if _, seen := d.byID[id]; !seen {
+			d.order = append(d.order, id)
 		}
-		byID[id] = append(byID[id], e)
+		d.byID[id] = append(d.byID[id], e)
 	}
-	return byID, order, nil
+	return d, nil
 }

@@ -234,7 +234,7 @@ func TestRedeliveryIsIdempotent(t *testing.T) {
 	}
 	for _, p := range []Projection{Leads{}, Deals{}} {
 		for range 2 {
-			if _, err := applyBatch(ctxT(t), f.db, p, 0, all); err != nil {
+			if _, err := applyBatch(ctxT(t), f.db, p, 0, all, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -245,7 +245,7 @@ func TestRedeliveryIsIdempotent(t *testing.T) {
 	}
 	for _, p := range []Projection{Leads{}, Deals{}} {
 		half := all[:len(all)/2]
-		if _, err := applyBatch(ctxT(t), f.db, p, 0, half); err != nil {
+		if _, err := applyBatch(ctxT(t), f.db, p, 0, half, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

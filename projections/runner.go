@@ -42,6 +42,19 @@ type Projection interface {
 	Reset(ctx context.Context, tx *sqlx.Tx) error
 }
 
+// Preparer is implemented by projections that can do the CPU part of a
+// batch (decoding events) outside the transaction. CatchUp prepares the
+// next batch while the database applies the current one, so on a catch-up
+// the decoding and the SQL overlap instead of taking turns.
+type Preparer interface {
+	Projection
+	// Prepare decodes a batch; it must not touch the database.
+	Prepare(events []eventstore.RecordedEvent) (any, error)
+	// ApplyPrepared applies a prepared batch inside tx, skipping events at
+	// or below position after (already applied).
+	ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after uint64) error
+}
+
 // Config of a Runner. Zero values mean the documented defaults.
 type Config struct {
 	// BatchSize is the most events applied in one transaction. Default 1000.
@@ -140,7 +153,7 @@ func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
 		if err := json.Unmarshal(msg.Payload, &batch); err != nil {
 			return fmt.Errorf("decode batch: %w", err)
 		}
-		last, err := applyBatch(msg.Context(), r.db, p, batch.Generation, batch.Events)
+		last, err := applyBatch(msg.Context(), r.db, p, batch.Generation, batch.Events, nil)
 		if errors.Is(err, errRebuilt) {
 			return nil // the subscriber notices and starts again from 0
 		}
@@ -165,7 +178,7 @@ type checkpoint struct {
 // checkpoint, in one transaction. The checkpoint row is locked first, so
 // even two runners that both believe they lead cannot apply a batch twice,
 // and a batch read before a rebuild (another generation) is dropped.
-func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64, events []eventstore.RecordedEvent) (uint64, error) {
+func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64, events []eventstore.RecordedEvent, prepared any) (uint64, error) {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -188,7 +201,12 @@ func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64
 	if len(fresh) == 0 {
 		return uint64(cp.Position), nil // a redelivered batch: already applied
 	}
-	if err := p.Apply(ctx, tx, fresh); err != nil {
+	if pp, ok := p.(Preparer); ok && prepared != nil {
+		err = pp.ApplyPrepared(ctx, tx, prepared, uint64(cp.Position))
+	} else {
+		err = p.Apply(ctx, tx, fresh)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("projection %s: %w", p.Name(), err)
 	}
 	last := fresh[len(fresh)-1].Position
@@ -337,19 +355,51 @@ func CatchUp(ctx context.Context, db *sqlx.DB, store eventstore.Store, p Project
 		return 0, err
 	}
 	pos := uint64(cp.Position)
-	for pos < head {
-		evs, err := store.ReadAll(ctx, pos, batchSize)
-		if err != nil {
-			return pos, err
+
+	// A reader reads (and, for a Preparer, decodes) ahead while the
+	// database applies: two batches in flight at most.
+	type batch struct {
+		evs      []eventstore.RecordedEvent
+		prepared any
+		err      error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan batch, 1)
+	go func() {
+		defer close(batches)
+		next := pos
+		for next < head {
+			evs, err := store.ReadAll(ctx, next, batchSize)
+			b := batch{evs: evs, err: err}
+			if err == nil && len(evs) > 0 {
+				if pp, ok := p.(Preparer); ok {
+					b.prepared, b.err = pp.Prepare(evs)
+				}
+				next = evs[len(evs)-1].Position
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+			if b.err != nil || len(evs) == 0 {
+				return
+			}
 		}
-		if len(evs) == 0 {
+	}()
+	for b := range batches {
+		if b.err != nil {
+			return pos, b.err
+		}
+		if len(b.evs) == 0 {
 			break
 		}
-		applied, err := applyBatch(ctx, db, p, cp.Generation, evs)
+		applied, err := applyBatch(ctx, db, p, cp.Generation, b.evs, b.prepared)
 		if err != nil {
 			return pos, err
 		}
-		pos = max(applied, evs[len(evs)-1].Position)
+		pos = max(applied, b.evs[len(b.evs)-1].Position)
 	}
 	return pos, nil
 }
