@@ -120,7 +120,13 @@ func (Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recorde
 		return err
 	}
 	byID, order := d.byID, d.order
-	current, err := loadDealRows(ctx, tx, order)
+	existing := make([]string, 0, len(order))
+	for _, id := range order {
+		if byID[id][0].Version > 1 {
+			existing = append(existing, id)
+		}
+	}
+	current, err := loadDealRows(ctx, tx, existing)
 	if err != nil {
 		return err
 	}
@@ -171,6 +177,9 @@ func (Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recorde
 }
 
 func loadDealRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]domain.Deal, error) {
+	if len(ids) == 0 {
+		return map[string]domain.Deal{}, nil
+	}
 	var rows []dealRow
 	if err := tx.SelectContext(ctx, &rows, `SELECT `+dealSelect+` FROM deals WHERE id = ANY($1)`, ids); err != nil {
 		return nil, fmt.Errorf("load deals: %w", err)

@@ -102,11 +102,32 @@ func (Leads) Prepare(events []eventstore.RecordedEvent) (any, error) {
 
 // ApplyPrepared implements Preparer.
 func (Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after uint64) error {
-	byID, order := prepared.(decoded).byID, prepared.(decoded).order
+	d := prepared.(decoded)
+	// Drop what an earlier transaction already applied (a redelivery).
+	byID := make(map[string][]envelope.Envelope, len(d.order))
+	order := make([]string, 0, len(d.order))
+	for _, id := range d.order {
+		evs := d.byID[id]
+		for len(evs) > 0 && evs[0].Position <= after {
+			evs = evs[1:]
+		}
+		if len(evs) > 0 {
+			byID[id] = evs
+			order = append(order, id)
+		}
+	}
 	if len(order) == 0 {
 		return nil
 	}
-	current, err := loadLeadRows(ctx, tx, order)
+	// Only leads created before these events can have a row: a lead whose
+	// first event here is its creation is new.
+	existing := make([]string, 0, len(order))
+	for _, id := range order {
+		if byID[id][0].Version > 1 {
+			existing = append(existing, id)
+		}
+	}
+	current, err := loadLeadRows(ctx, tx, existing)
 	if err != nil {
 		return err
 	}
@@ -117,8 +138,8 @@ func (Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after
 			l = domain.Lead{ID: id}
 		}
 		for _, e := range byID[id] {
-			if e.Position <= after || e.Version <= l.Version {
-				continue // already applied (a replayed batch)
+			if e.Version <= l.Version {
+				continue // already in the row
 			}
 			l.Apply(e.Event, e.Meta)
 		}
@@ -171,6 +192,9 @@ func (Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after
 }
 
 func loadLeadRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]domain.Lead, error) {
+	if len(ids) == 0 {
+		return map[string]domain.Lead{}, nil
+	}
 	var rows []leadRow
 	if err := tx.SelectContext(ctx, &rows, `SELECT `+leadColumns+` FROM leads WHERE id = ANY($1)`, ids); err != nil {
 		return nil, fmt.Errorf("load leads: %w", err)
