@@ -37,7 +37,7 @@ type server struct {
 	done    chan error
 }
 
-func startServer(ctx context.Context, e *env) (_ *server, err error) {
+func startServer(ctx context.Context, e *env, mods ...func(*app.Config)) (_ *server, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -61,6 +61,9 @@ func startServer(ctx context.Context, e *env) (_ *server, err error) {
 		// RateLimits is left empty on purpose: the bench measures capacity,
 		// and one organization would otherwise be limited to its plan's
 		// requests per minute (any 429 would show up as an error).
+	}
+	for _, m := range mods {
+		m(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := app.Open(ctx, cfg, log)
@@ -91,7 +94,7 @@ func startServer(ctx context.Context, e *env) (_ *server, err error) {
 	}()
 	s.token, err = a.DevIssuer.Mint(auth.DevTokenRequest{
 		OrgID: httpOrg, Audience: cfg.Audience(),
-		Scopes: []string{"read:leads", "write:leads", "read:deals", "write:deals"},
+		Scopes: []string{"read:leads", "write:leads", "read:deals", "write:deals", "manage:webhooks"},
 		TTL:    2 * time.Hour,
 	})
 	if err != nil {

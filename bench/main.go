@@ -35,9 +35,12 @@ const (
 	benchCatchUp  = "projection_catchup"
 	benchHTTPPost = "http_post_leads"
 	benchHTTPGet  = "http_get_lead"
+	// issue 3 and 5 figures
+	benchFanout     = "webhook_fanout"
+	benchAppendESDB = "append_esdb"
 )
 
-var allBenches = []string{benchPgbench, benchAppend, benchCatchUp, benchHTTPPost, benchHTTPGet}
+var allBenches = []string{benchPgbench, benchAppend, benchAppendESDB, benchCatchUp, benchHTTPPost, benchHTTPGet, benchFanout}
 
 type options struct {
 	database    string
@@ -253,6 +256,11 @@ func run(ctx context.Context, o *options) (err error) {
 			return fmt.Errorf("%s: %w", benchAppend, err)
 		}
 	}
+	if o.runs(benchAppendESDB) {
+		if err := runAppendESDB(ctx, o, refTPS); err != nil {
+			return fmt.Errorf("%s: %w", benchAppendESDB, err)
+		}
+	}
 	if o.runs(benchCatchUp) {
 		if err := runCatchUp(ctx, o, env); err != nil {
 			return fmt.Errorf("%s: %w", benchCatchUp, err)
@@ -261,6 +269,11 @@ func run(ctx context.Context, o *options) (err error) {
 	if o.runs(benchHTTPPost) || o.runs(benchHTTPGet) {
 		if err := runHTTP(ctx, o, env, refTPS); err != nil {
 			return fmt.Errorf("http: %w", err)
+		}
+	}
+	if o.runs(benchFanout) {
+		if err := runFanout(ctx, o, env); err != nil {
+			return fmt.Errorf("%s: %w", benchFanout, err)
 		}
 	}
 	return ctx.Err()

@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -185,7 +184,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 		WHERE d.status = 'pending' AND d.next_attempt_at <= now()
 		  AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())
 		  AND w.active AND w.deleted_at IS NULL
-		ORDER BY d.next_attempt_at, d.id
+		ORDER BY d.next_attempt_at -- the due index's order: the scan stops after $1 rows
 		LIMIT $1
 		FOR UPDATE OF d SKIP LOCKED`, n)
 	if err != nil || len(cands) == 0 {
@@ -224,7 +223,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	if len(probing) > 0 {
 		var inFlight []string
 		if err := tx.SelectContext(ctx, &inFlight, `SELECT DISTINCT webhook_id FROM webhook_deliveries
-			WHERE webhook_id = ANY($1) AND status = 'pending' AND lease_expires_at > now()`, probing); err != nil {
+			WHERE webhook_id = ANY($1) AND lease_owner IS NOT NULL AND status = 'pending' AND lease_expires_at > now()`, probing); err != nil {
 			return nil, err
 		}
 		for _, id := range inFlight {
@@ -381,19 +380,37 @@ func (d *Dispatcher) recordBatch(batch []result) error {
 		}
 		rows = append(rows, o)
 	}
-	raw, err := json.Marshal(rows)
-	if err != nil {
-		return err
+	n := len(rows)
+	var (
+		ids, statuses   = make([]string, n), make([]string, n)
+		attempts        = make([]int32, n)
+		nexts           = make([]*time.Time, n)
+		codes           = make([]*int32, n)
+		errs, responses = make([]*string, n), make([]*string, n)
+		ats             = make([]time.Time, n)
+		durations       = make([]float64, n)
+		delivered       = make([]bool, n)
+	)
+	for i, o := range rows {
+		ids[i], statuses[i], attempts[i], nexts[i] = o.ID, o.Status, int32(o.Attempts), o.NextAttemptAt
+		if o.StatusCode != nil {
+			c := int32(*o.StatusCode)
+			codes[i] = &c
+		}
+		errs[i], responses[i], ats[i], durations[i], delivered[i] = o.Error, o.Response, o.At, o.DurationMS, o.Delivered
 	}
 	tx, err := d.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	// Parallel arrays, and "d.id = ANY($1)" so the deliveries are reached
+	// through their primary key whatever the table's size.
 	if _, err := tx.ExecContext(ctx, `
 		WITH o AS (
-			SELECT * FROM json_to_recordset($1::json) AS x(id text, status text, attempts int, next_attempt_at timestamptz,
-				status_code int, error text, at timestamptz, duration_ms double precision, response text, delivered bool)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::int[], $6::text[],
+				$7::timestamptz[], $8::double precision[], $9::text[], $10::bool[])
+				AS x(id, status, attempts, next_attempt_at, status_code, error, at, duration_ms, response, delivered)
 		), ins AS (
 			INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, duration_ms, error, response_excerpt)
 			SELECT id, at, status_code, duration_ms, error, response FROM o
@@ -403,7 +420,8 @@ func (d *Dispatcher) recordBatch(batch []result) error {
 			last_status_code = o.status_code, last_error = o.error,
 			delivered_at = CASE WHEN o.delivered THEN o.at ELSE d.delivered_at END,
 			lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-		FROM o WHERE d.id = o.id AND d.lease_owner = $2`, string(raw), d.cfg.Owner); err != nil {
+		FROM o WHERE d.id = o.id AND d.id = ANY($1) AND d.lease_owner = $11`,
+		ids, statuses, attempts, nexts, codes, errs, ats, durations, responses, delivered, d.cfg.Owner); err != nil {
 		return fmt.Errorf("record attempts: %w", err)
 	}
 	for _, id := range order {

@@ -59,6 +59,7 @@
 package esdbtest
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -96,6 +97,18 @@ func Start(t testing.TB) *Server {
 	s.serve(lis)
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// Listen starts a server outside a test (the benchmark program uses it);
+// the caller stops it with Stop. Restart is for tests only.
+func Listen() (*Server, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("esdbtest: listen: %w", err)
+	}
+	s := &Server{db: newDB(), addr: lis.Addr().String()}
+	s.serve(lis)
+	return s, nil
 }
 
 // ConnString is the connection string of the server:
