@@ -126,8 +126,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			wake = d.cfg.Wake()
 		}
 		free := d.cfg.Concurrency - len(slots)
+		// Claim in chunks: a claim is a transaction, and claiming one
+		// delivery per freed slot would make it the bottleneck.
 		var batch []claimed
-		if free > 0 {
+		if free > 0 && (free >= max(1, d.cfg.Concurrency/4) || free == d.cfg.Concurrency) {
 			var err error
 			batch, err = d.claim(ctx, free)
 			if err != nil && ctx.Err() == nil {
@@ -178,22 +180,30 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	}
 	defer tx.Rollback()
 	var cands []claimed
+	// The inner query walks the due index in order and stops after n rows,
+	// whatever the planner knows about the table; only then are the wide
+	// columns (payload) fetched. It needs no webhook condition: deliveries
+	// of inactive or deleted webhooks are paused (next_attempt_at NULL) and
+	// are not in the due index.
 	err = tx.SelectContext(ctx, &cands, `
 		SELECT d.id, d.webhook_id, d.event_id, d.payload, d.attempts, w.url, w.secret, w.consecutive_failures
 		FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-		WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-		  AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())
-		  AND w.active AND w.deleted_at IS NULL
-		ORDER BY d.next_attempt_at -- the due index's order: the scan stops after $1 rows
-		LIMIT $1
-		FOR UPDATE OF d SKIP LOCKED`, n)
+		WHERE d.id IN (
+			SELECT x.id FROM webhook_deliveries x
+			WHERE x.status = 'pending' AND x.next_attempt_at <= now()
+			  AND (x.lease_expires_at IS NULL OR x.lease_expires_at < now())
+			ORDER BY x.next_attempt_at
+			LIMIT $1
+			FOR UPDATE OF x SKIP LOCKED)`, n)
 	if err != nil || len(cands) == 0 {
 		return nil, err
 	}
 	// Lock the candidates' webhooks and read their state afresh: the
 	// recorder updates the same rows in the transaction that ends an
 	// attempt, so a webhook cannot be switched off, or an attempt end,
-	// between this check and our lease.
+	// between this check and our lease. A webhook the recorder holds right
+	// now is skipped this round (SKIP LOCKED) rather than waited for: the
+	// two transactions lock deliveries and webhooks in opposite orders.
 	var hookIDs []string
 	seen := map[string]bool{}
 	for _, c := range cands {
@@ -208,7 +218,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 		Failures int    `db:"consecutive_failures"`
 	}
 	if err := tx.SelectContext(ctx, &states, `SELECT id, active AND deleted_at IS NULL AS active, consecutive_failures
-		FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE`, hookIDs); err != nil {
+		FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED`, hookIDs); err != nil {
 		return nil, err
 	}
 	active := map[string]bool{}
@@ -437,6 +447,11 @@ func (d *Dispatcher) recordBatch(batch []result) error {
 			WHERE id = $1`, id, t.succeeded > 0, t.failuresAfterLastSuccess, d.cfg.DeactivateAfter); err != nil {
 			return fmt.Errorf("update webhook %s: %w", id, err)
 		}
+		if t.failuresAfterLastSuccess > 0 {
+			if err := pauseIfInactive(ctx, tx, id); err != nil {
+				return err
+			}
+		}
 	}
 	return tx.Commit()
 }
@@ -446,4 +461,17 @@ func failureMessage(a Attempt) string {
 		return a.Err.Error()
 	}
 	return fmt.Sprintf("endpoint answered %d %s", a.StatusCode, http.StatusText(a.StatusCode))
+}
+
+// pauseIfInactive takes the pending deliveries of a webhook that is not
+// active off the schedule (next_attempt_at NULL) so dispatchers never look
+// at them; reactivation puts them back (Store.Update).
+func pauseIfInactive(ctx context.Context, tx *sqlx.Tx, webhookID string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = NULL, updated_at = now()
+		WHERE webhook_id = $1 AND status = 'pending' AND lease_owner IS NULL AND next_attempt_at IS NOT NULL
+		  AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = $1 AND NOT (w.active AND w.deleted_at IS NULL))`, webhookID)
+	if err != nil {
+		return fmt.Errorf("pause deliveries of %s: %w", webhookID, err)
+	}
+	return nil
 }

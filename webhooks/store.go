@@ -293,12 +293,28 @@ func (s *Store) Update(ctx context.Context, orgID, id string, p Patch) (Webhook,
 	if err := tx.GetContext(ctx, &w, `UPDATE webhooks SET `+strings.Join(set, ", ")+` WHERE org_id = $1 AND id = $2 RETURNING `+webhookColumns, args...); err != nil {
 		return Webhook{}, err
 	}
+	if w.Active && !current.Active {
+		// Resume what waited while the webhook was off: due now.
+		if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = now(), updated_at = now()
+			WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at IS NULL`, id); err != nil {
+			return Webhook{}, err
+		}
+	} else if !w.Active {
+		if err := pauseIfInactive(ctx, tx, id); err != nil {
+			return Webhook{}, err
+		}
+	}
 	return w, tx.Commit()
 }
 
 // Delete removes a subscription; its pending deliveries are no longer sent.
 func (s *Store) Delete(ctx context.Context, orgID, id string) error {
-	res, err := s.DB.ExecContext(ctx, `UPDATE webhooks SET deleted_at = now(), active = false, updated_at = now()
+	tx, err := s.DB.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE webhooks SET deleted_at = now(), active = false, updated_at = now()
 		WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
 	if err != nil {
 		return err
@@ -306,7 +322,10 @@ func (s *Store) Delete(ctx context.Context, orgID, id string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return domain.ErrNotFound
 	}
-	return nil
+	if err := pauseIfInactive(ctx, tx, id); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // RotateSecret replaces the signing secret and returns the webhook with it.
@@ -374,6 +393,10 @@ func (s *Store) GetDelivery(ctx context.Context, orgID, webhookID, id string) (D
 	return d, err
 }
 
+// dueIfActive schedules a re-queued delivery now, or leaves it paused
+// (NULL) while its webhook is off; reactivation makes it due.
+const dueIfActive = `(SELECT CASE WHEN w.active THEN now() END FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id)`
+
 // Retry makes a delivery due now, whatever its status: a failed one that
 // had used up its schedule gets one more attempt, a delivered one is sent
 // again (receivers de-duplicate on webhook-id).
@@ -383,7 +406,7 @@ func (s *Store) Retry(ctx context.Context, orgID, webhookID, id string) (Deliver
 	}
 	var d Delivery
 	err := s.DB.GetContext(ctx, &d, `UPDATE webhook_deliveries
-		SET status = 'pending', next_attempt_at = now(), delivered_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+		SET status = 'pending', next_attempt_at = `+dueIfActive+`, delivered_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 		WHERE org_id = $1 AND webhook_id = $2 AND id = $3
 		RETURNING `+deliveryColumns, orgID, webhookID, id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -399,7 +422,7 @@ func (s *Store) Recover(ctx context.Context, orgID, webhookID string, since time
 		return 0, err
 	}
 	res, err := s.DB.ExecContext(ctx, `UPDATE webhook_deliveries
-		SET status = 'pending', next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+		SET status = 'pending', next_attempt_at = `+dueIfActive+`, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 		WHERE org_id = $1 AND webhook_id = $2 AND status = 'failed' AND created_at >= $3 AND event_type <> $4`, orgID, webhookID, since, TestEventType)
 	if err != nil {
 		return 0, err
