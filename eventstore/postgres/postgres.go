@@ -57,6 +57,7 @@ type Store struct {
 	signal eventstore.Signal
 
 	stop    chan struct{}
+	exited  chan struct{} // closed when the writer has returned
 	done    sync.WaitGroup
 	closeMu sync.Once
 	schema  string
@@ -90,7 +91,7 @@ func New(ctx context.Context, db *sqlx.DB, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Store{db: db, opts: opts, queue: make(chan *appendReq, opts.MaxBatch*4), stop: make(chan struct{})}
+	s := &Store{db: db, opts: opts, queue: make(chan *appendReq, opts.MaxBatch*4), stop: make(chan struct{}), exited: make(chan struct{})}
 	if err := db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
 	}
@@ -128,8 +129,19 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 	// Once queued, wait for the outcome even if ctx ends meanwhile: the
 	// batch may already be committing, and reporting a failure for an
 	// append that did commit would make callers retry a successful write.
-	r := <-req.result
-	return r.res, r.err
+	select {
+	case r := <-req.result:
+		return r.res, r.err
+	case <-s.exited:
+		// Queued just as Close ran, after the writer's last drain: it
+		// was never taken, so it certainly did not commit.
+		select {
+		case r := <-req.result:
+			return r.res, r.err
+		default:
+			return eventstore.AppendResult{}, errors.New("event store closed")
+		}
+	}
 }
 
 func validateAppend(stream string, expected int64, events []eventstore.EventData) error {
@@ -157,6 +169,7 @@ func validateAppend(stream string, expected int64, events []eventstore.EventData
 // queued while the previous commit ran and commits it as one batch.
 func (s *Store) writer() {
 	defer s.done.Done()
+	defer close(s.exited)
 	for {
 		var first *appendReq
 		select {

@@ -77,3 +77,22 @@ func TestWakeUpAcrossProcesses(t *testing.T) {
 		}
 	}
 }
+
+// Appends after Close fail at once; none may hang on a writer that is gone.
+func TestAppendAfterCloseFails(t *testing.T) {
+	db := testdb.New(t)
+	s, err := postgres.New(context.Background(), db.DB, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 100 {
+		_, err := s.Append(ctx, "s-"+uuid.NewString(), eventstore.NoStream,
+			eventstore.EventData{ID: uuid.NewString(), Type: "a", Data: []byte(`{}`)})
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("append after close: err %v, ctx %v", err, ctx.Err())
+		}
+	}
+}
