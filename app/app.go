@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	neturl "net/url"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -191,17 +190,7 @@ func openEventStore(ctx context.Context, cfg Config, db *sqlx.DB, log *slog.Logg
 }
 
 // OpenDB opens and pings a PostgreSQL database.
-//
-// Sessions use plan_cache_mode=force_custom_plan: pgx prepares and caches
-// statements per connection, and PostgreSQL may then settle on a generic
-// plan made when a table was empty (after a TRUNCATE, or before the first
-// ANALYZE) — for "id = ANY($1)" that is a scan of the whole table on every
-// batch. Planning each execution with its real parameters costs far less.
 func OpenDB(ctx context.Context, url string) (*sqlx.DB, error) {
-	url, err := withRuntimeParam(url, "plan_cache_mode", "force_custom_plan")
-	if err != nil {
-		return nil, fmt.Errorf("database URL: %w", err)
-	}
 	db, err := sqlx.Open("pgx", url)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -216,21 +205,6 @@ func OpenDB(ctx context.Context, url string) (*sqlx.DB, error) {
 		return nil, fmt.Errorf("database unreachable: %w", err)
 	}
 	return db, nil
-}
-
-// withRuntimeParam adds a session setting to a postgres:// URL unless the
-// URL already sets it.
-func withRuntimeParam(raw, key, value string) (string, error) {
-	u, err := neturl.Parse(raw)
-	if err != nil {
-		return "", err
-	}
-	q := u.Query()
-	if q.Get(key) == "" {
-		q.Set(key, value)
-		u.RawQuery = q.Encode()
-	}
-	return u.String(), nil
 }
 
 // Serve runs the projections and the HTTP server on ln until ctx ends, then

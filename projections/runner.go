@@ -184,6 +184,9 @@ func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64
 		return 0, err
 	}
 	defer tx.Rollback()
+	if err := customPlans(ctx, tx); err != nil {
+		return 0, err
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, p.Name()); err != nil {
 		return 0, err
 	}
@@ -402,4 +405,15 @@ func CatchUp(ctx context.Context, db *sqlx.DB, store eventstore.Store, p Project
 		pos = max(applied, b.evs[len(b.evs)-1].Position)
 	}
 	return pos, nil
+}
+
+// customPlans makes the transaction plan each statement with its actual
+// parameters. pgx caches prepared statements per connection, and PostgreSQL
+// may settle on a generic plan made while a table was empty (after a
+// TRUNCATE, or before the first ANALYZE): for "id = ANY($1)" that is a scan
+// of the whole table on every batch. Batch statements are few and heavy, so
+// planning them each time is cheap; simple reads keep their cached plans.
+func customPlans(ctx context.Context, tx *sqlx.Tx) error {
+	_, err := tx.ExecContext(ctx, `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`)
+	return err
 }

@@ -179,6 +179,9 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
+	if err := customPlans(ctx, tx); err != nil {
+		return nil, err
+	}
 	var cands []claimed
 	// The inner query walks the due index in order and stops after n rows,
 	// whatever the planner knows about the table; only then are the wide
@@ -414,6 +417,9 @@ func (d *Dispatcher) recordBatch(batch []result) error {
 		return err
 	}
 	defer tx.Rollback()
+	if err := customPlans(ctx, tx); err != nil {
+		return err
+	}
 	// Parallel arrays, and "d.id = ANY($1)" so the deliveries are reached
 	// through their primary key whatever the table's size.
 	if _, err := tx.ExecContext(ctx, `
@@ -474,4 +480,12 @@ func pauseIfInactive(ctx context.Context, tx *sqlx.Tx, webhookID string) error {
 		return fmt.Errorf("pause deliveries of %s: %w", webhookID, err)
 	}
 	return nil
+}
+
+// customPlans plans the transaction's statements with their actual
+// parameters: a cached generic plan made while the deliveries table was
+// small would scan it (see projections.customPlans).
+func customPlans(ctx context.Context, tx *sqlx.Tx) error {
+	_, err := tx.ExecContext(ctx, `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`)
+	return err
 }

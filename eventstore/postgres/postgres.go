@@ -254,7 +254,10 @@ func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
 	}
 	defer tx.Rollback()
 
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':salesos:events'))`); err != nil {
+	// Custom plans for this transaction: pgx caches prepared statements,
+	// and a generic plan made while the table was small would scan it.
+	if _, err := tx.ExecContext(ctx, `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+		pg_advisory_xact_lock(hashtext(current_schema() || ':salesos:events'))`); err != nil {
 		return nil, fmt.Errorf("event store: lock: %w", err)
 	}
 
