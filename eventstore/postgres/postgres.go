@@ -19,7 +19,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,29 +50,15 @@ type Options struct {
 
 // Store is the PostgreSQL event store.
 type Store struct {
-	db     *sqlx.DB
-	opts   Options
-	queue  chan *appendReq
-	signal eventstore.Signal
+	db      *sqlx.DB
+	opts    Options
+	appends *eventstore.GroupCommitter
+	signal  eventstore.Signal
 
-	stop    chan struct{}
-	exited  chan struct{} // closed when the writer has returned
+	stop    chan struct{} // stops the listener
 	done    sync.WaitGroup
 	closeMu sync.Once
 	schema  string
-}
-
-type appendReq struct {
-	ctx      context.Context
-	stream   string
-	expected int64
-	events   []eventstore.EventData
-	result   chan appendResult
-}
-
-type appendResult struct {
-	res eventstore.AppendResult
-	err error
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -91,12 +76,12 @@ func New(ctx context.Context, db *sqlx.DB, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Store{db: db, opts: opts, queue: make(chan *appendReq, opts.MaxBatch*4), stop: make(chan struct{}), exited: make(chan struct{})}
+	s := &Store{db: db, opts: opts, stop: make(chan struct{})}
 	if err := db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
 	}
-	s.done.Add(2)
-	go s.writer()
+	s.appends = eventstore.NewGroupCommitter(opts.MaxBatch, s.tryCommit, s.signal.Notify)
+	s.done.Add(1)
 	go s.listen()
 	return s, nil
 }
@@ -104,6 +89,7 @@ func New(ctx context.Context, db *sqlx.DB, opts Options) (*Store, error) {
 // Close stops the writer and the listener. Appends still queued fail.
 func (s *Store) Close() error {
 	s.closeMu.Do(func() {
+		s.appends.Close()
 		close(s.stop)
 		s.done.Wait()
 	})
@@ -115,134 +101,10 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // Append implements eventstore.Store.
 func (s *Store) Append(ctx context.Context, stream string, expected int64, events ...eventstore.EventData) (eventstore.AppendResult, error) {
-	if err := validateAppend(stream, expected, events); err != nil {
-		return eventstore.AppendResult{}, err
-	}
-	req := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, result: make(chan appendResult, 1)}
-	select {
-	case s.queue <- req:
-	case <-ctx.Done():
-		return eventstore.AppendResult{}, ctx.Err()
-	case <-s.stop:
-		return eventstore.AppendResult{}, errors.New("event store closed")
-	}
-	// Once queued, wait for the outcome even if ctx ends meanwhile: the
-	// batch may already be committing, and reporting a failure for an
-	// append that did commit would make callers retry a successful write.
-	select {
-	case r := <-req.result:
-		return r.res, r.err
-	case <-s.exited:
-		// Queued just as Close ran, after the writer's last drain: it
-		// was never taken, so it certainly did not commit.
-		select {
-		case r := <-req.result:
-			return r.res, r.err
-		default:
-			return eventstore.AppendResult{}, errors.New("event store closed")
-		}
-	}
+	return s.appends.Append(ctx, stream, expected, events)
 }
 
-func validateAppend(stream string, expected int64, events []eventstore.EventData) error {
-	if stream == "" {
-		return fmt.Errorf("%w: empty stream name", eventstore.ErrInvalidAppend)
-	}
-	if len(events) == 0 {
-		return fmt.Errorf("%w: no events", eventstore.ErrInvalidAppend)
-	}
-	if expected < eventstore.Any {
-		return fmt.Errorf("%w: expected version %d", eventstore.ErrInvalidAppend, expected)
-	}
-	for i, e := range events {
-		if e.ID == "" || e.Type == "" {
-			return fmt.Errorf("%w: event %d needs an id and a type", eventstore.ErrInvalidAppend, i)
-		}
-		if !json.Valid(e.Data) || (len(e.Metadata) > 0 && !json.Valid(e.Metadata)) {
-			return fmt.Errorf("%w: event %d: data and metadata must be JSON", eventstore.ErrInvalidAppend, i)
-		}
-	}
-	return nil
-}
-
-// writer is the only goroutine that writes events: it drains whatever has
-// queued while the previous commit ran and commits it as one batch.
-func (s *Store) writer() {
-	defer s.done.Done()
-	defer close(s.exited)
-	for {
-		var first *appendReq
-		select {
-		case first = <-s.queue:
-		case <-s.stop:
-			s.failQueued()
-			return
-		}
-		batch := []*appendReq{first}
-	drain:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case r := <-s.queue:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		s.commitBatch(batch)
-	}
-}
-
-func (s *Store) failQueued() {
-	for {
-		select {
-		case r := <-s.queue:
-			r.result <- appendResult{err: errors.New("event store closed")}
-		default:
-			return
-		}
-	}
-}
-
-// commitBatch commits a batch. If the transaction fails as a whole (not a
-// per-append version conflict, which is decided inside), each append is
-// retried alone so one bad append cannot fail its neighbours.
-func (s *Store) commitBatch(batch []*appendReq) {
-	// Drop appends whose callers gave up before we started.
-	live := batch[:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.result <- appendResult{err: err}
-			continue
-		}
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return
-	}
-	results, err := s.tryCommit(live)
-	if err == nil {
-		for i, r := range live {
-			r.result <- results[i]
-		}
-		s.signal.Notify()
-		return
-	}
-	if len(live) == 1 {
-		live[0].result <- appendResult{err: err}
-		return
-	}
-	for _, r := range live {
-		res, err := s.tryCommit([]*appendReq{r})
-		if err != nil {
-			r.result <- appendResult{err: err}
-			continue
-		}
-		r.result <- res[0]
-	}
-	s.signal.Notify()
-}
-
-func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
+func (s *Store) tryCommit(batch []eventstore.PendingAppend) ([]eventstore.AppendOutcome, error) {
 	// The batch's own deadline: long enough for a slow disk, short enough
 	// that a wedged connection does not stall every writer forever.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -264,9 +126,9 @@ func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
 	streams := make([]string, 0, len(batch))
 	seen := make(map[string]bool, len(batch))
 	for _, r := range batch {
-		if !seen[r.stream] {
-			seen[r.stream] = true
-			streams = append(streams, r.stream)
+		if !seen[r.Stream] {
+			seen[r.Stream] = true
+			streams = append(streams, r.Stream)
 		}
 	}
 	// Current version of each stream and the global head, in one round
@@ -300,7 +162,7 @@ func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
 		return nil, err
 	}
 
-	results := make([]appendResult, len(batch))
+	results := make([]eventstore.AppendOutcome, len(batch))
 	var (
 		positions []int64
 		ids       []string
@@ -311,17 +173,17 @@ func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
 		meta      []string
 	)
 	for i, r := range batch {
-		current := versions[r.stream]
-		if !expectationHolds(r.expected, current) {
-			results[i] = appendResult{err: &eventstore.VersionConflictError{Stream: r.stream, Expected: r.expected, Actual: current}}
+		current := versions[r.Stream]
+		if !eventstore.ExpectationHolds(r.Expected, current) {
+			results[i] = eventstore.AppendOutcome{Err: &eventstore.VersionConflictError{Stream: r.Stream, Expected: r.Expected, Actual: current}}
 			continue
 		}
-		for _, e := range r.events {
+		for _, e := range r.Events {
 			head++
 			current++
 			positions = append(positions, head)
 			ids = append(ids, e.ID)
-			streamIDs = append(streamIDs, r.stream)
+			streamIDs = append(streamIDs, r.Stream)
 			vers = append(vers, current)
 			types = append(types, e.Type)
 			data = append(data, string(e.Data))
@@ -331,8 +193,8 @@ func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
 			}
 			meta = append(meta, m)
 		}
-		versions[r.stream] = current
-		results[i] = appendResult{res: eventstore.AppendResult{Version: current, Position: uint64(head)}}
+		versions[r.Stream] = current
+		results[i] = eventstore.AppendOutcome{Result: eventstore.AppendResult{Version: current, Position: uint64(head)}}
 	}
 	if len(positions) == 0 {
 		return results, nil // every append was a version conflict
@@ -354,17 +216,6 @@ func (s *Store) tryCommit(batch []*appendReq) ([]appendResult, error) {
 		return nil, fmt.Errorf("event store: commit: %w", err)
 	}
 	return results, nil
-}
-
-func expectationHolds(expected, current int64) bool {
-	switch expected {
-	case eventstore.Any:
-		return true
-	case eventstore.NoStream:
-		return current == 0
-	default:
-		return expected == current
-	}
 }
 
 func classify(err error) error {

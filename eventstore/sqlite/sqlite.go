@@ -60,9 +60,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	sqlitedriver "modernc.org/sqlite"
 
@@ -85,39 +83,20 @@ type Options struct {
 
 // Store is the SQLite event store.
 type Store struct {
-	write  *sqlx.DB
-	read   *sqlx.DB
-	owned  *DB // closed by Close when Open opened it
-	stmts  *writeStmts
-	reads  *readStmts
-	opts   Options
-	queue  chan *appendReq
-	signal eventstore.Signal
+	write   *sqlx.DB
+	read    *sqlx.DB
+	owned   *DB // closed by Close when Open opened it
+	stmts   *writeStmts
+	reads   *readStmts
+	opts    Options
+	appends *eventstore.GroupCommitter
+	signal  eventstore.Signal
 
-	stop     chan struct{}
-	exited   chan struct{} // closed when the writer has returned
-	done     sync.WaitGroup
 	closeMu  sync.Once
 	closeErr error
 }
 
-type appendReq struct {
-	ctx      context.Context
-	stream   string
-	expected int64
-	events   []eventstore.EventData
-	ids      []string // canonical event ids
-	result   chan appendResult
-}
-
-type appendResult struct {
-	res eventstore.AppendResult
-	err error
-}
-
 var _ eventstore.Store = (*Store)(nil)
-
-var errClosed = errors.New("event store closed")
 
 // Open opens (or creates) the database file at path with OpenDB, applies the
 // SQLite migrations and returns a store on it; Close closes the file too.
@@ -185,9 +164,8 @@ func New(ctx context.Context, write, read *sqlx.DB, opts Options) (*Store, error
 		stmts.close()
 		return nil, err
 	}
-	s := &Store{write: write, read: read, stmts: stmts, reads: reads, opts: opts, queue: make(chan *appendReq, opts.MaxBatch*4), stop: make(chan struct{}), exited: make(chan struct{})}
-	s.done.Add(1)
-	go s.writer()
+	s := &Store{write: write, read: read, stmts: stmts, reads: reads, opts: opts}
+	s.appends = eventstore.NewGroupCommitter(opts.MaxBatch, s.tryCommit, s.signal.Notify)
 	return s, nil
 }
 
@@ -195,8 +173,7 @@ func New(ctx context.Context, write, read *sqlx.DB, opts Options) (*Store, error
 // also closes its database.
 func (s *Store) Close() error {
 	s.closeMu.Do(func() {
-		close(s.stop)
-		s.done.Wait()
+		s.appends.Close()
 		s.stmts.close()
 		s.reads.close()
 		if s.owned != nil {
@@ -214,150 +191,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Append implements eventstore.Store.
 func (s *Store) Append(ctx context.Context, stream string, expected int64, events ...eventstore.EventData) (eventstore.AppendResult, error) {
-	ids, err := validateAppend(stream, expected, events)
-	if err != nil {
-		return eventstore.AppendResult{}, err
-	}
-	req := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, ids: ids, result: make(chan appendResult, 1)}
-	select {
-	case <-s.stop:
-		return eventstore.AppendResult{}, errClosed
-	default:
-	}
-	select {
-	case s.queue <- req:
-	case <-ctx.Done():
-		return eventstore.AppendResult{}, ctx.Err()
-	case <-s.stop:
-		return eventstore.AppendResult{}, errClosed
-	}
-	// Once queued, wait for the outcome even if ctx ends meanwhile: the
-	// batch may already be committing, and reporting a failure for an
-	// append that did commit would make callers retry a successful write.
-	// If Close stopped the writer before it took this append, nobody will
-	// answer: every answer the writer gave is buffered in req.result.
-	select {
-	case r := <-req.result:
-		return r.res, r.err
-	case <-s.exited:
-		select {
-		case r := <-req.result:
-			return r.res, r.err
-		default:
-			return eventstore.AppendResult{}, errClosed
-		}
-	}
-}
-
-// validateAppend refuses what the store would refuse, and returns the
-// event ids in canonical form (the PostgreSQL backend stores them as uuid,
-// which normalizes them the same way).
-func validateAppend(stream string, expected int64, events []eventstore.EventData) ([]string, error) {
-	if stream == "" {
-		return nil, fmt.Errorf("%w: empty stream name", eventstore.ErrInvalidAppend)
-	}
-	if !utf8.ValidString(stream) {
-		return nil, fmt.Errorf("%w: stream name is not UTF-8", eventstore.ErrInvalidAppend)
-	}
-	if len(events) == 0 {
-		return nil, fmt.Errorf("%w: no events", eventstore.ErrInvalidAppend)
-	}
-	if expected < eventstore.Any {
-		return nil, fmt.Errorf("%w: expected version %d", eventstore.ErrInvalidAppend, expected)
-	}
-	ids := make([]string, len(events))
-	for i, e := range events {
-		if e.ID == "" || e.Type == "" {
-			return nil, fmt.Errorf("%w: event %d needs an id and a type", eventstore.ErrInvalidAppend, i)
-		}
-		id, err := uuid.Parse(e.ID)
-		if err != nil {
-			return nil, fmt.Errorf("%w: event %d: id %q is not a UUID", eventstore.ErrInvalidAppend, i, e.ID)
-		}
-		ids[i] = id.String()
-		if !json.Valid(e.Data) || (len(e.Metadata) > 0 && !json.Valid(e.Metadata)) {
-			return nil, fmt.Errorf("%w: event %d: data and metadata must be JSON", eventstore.ErrInvalidAppend, i)
-		}
-	}
-	return ids, nil
-}
-
-// writer is the only goroutine of this store that writes events: it drains
-// whatever has queued while the previous commit ran and commits it as one
-// batch.
-func (s *Store) writer() {
-	defer s.done.Done()
-	defer close(s.exited)
-	for {
-		var first *appendReq
-		select {
-		case first = <-s.queue:
-		case <-s.stop:
-			s.failQueued()
-			return
-		}
-		batch := []*appendReq{first}
-	drain:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case r := <-s.queue:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		s.commitBatch(batch)
-	}
-}
-
-func (s *Store) failQueued() {
-	for {
-		select {
-		case r := <-s.queue:
-			r.result <- appendResult{err: errClosed}
-		default:
-			return
-		}
-	}
-}
-
-// commitBatch commits a batch. If the transaction fails as a whole (not a
-// per-append version conflict, which is decided inside), each append is
-// retried alone so one bad append cannot fail its neighbours.
-func (s *Store) commitBatch(batch []*appendReq) {
-	// Drop appends whose callers gave up before we started.
-	live := batch[:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.result <- appendResult{err: err}
-			continue
-		}
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return
-	}
-	results, err := s.tryCommit(live)
-	if err == nil {
-		for i, r := range live {
-			r.result <- results[i]
-		}
-		s.signal.Notify()
-		return
-	}
-	if len(live) == 1 {
-		live[0].result <- appendResult{err: err}
-		return
-	}
-	for _, r := range live {
-		res, err := s.tryCommit([]*appendReq{r})
-		if err != nil {
-			r.result <- appendResult{err: err}
-			continue
-		}
-		r.result <- res[0]
-	}
-	s.signal.Notify()
+	return s.appends.Append(ctx, stream, expected, events)
 }
 
 // insertChunk is how many events one multi-row INSERT carries (8 bound
@@ -460,7 +294,7 @@ func (w *writeStmts) close() {
 // digits (fixed width, so it sorts as text).
 const timeLayout = "2006-01-02T15:04:05.000000Z"
 
-func (s *Store) tryCommit(batch []*appendReq) (results []appendResult, err error) {
+func (s *Store) tryCommit(batch []eventstore.PendingAppend) (results []eventstore.AppendOutcome, err error) {
 	// The batch's own deadline: long enough for a slow disk or a lock held
 	// by another process, short enough that a wedged write does not stall
 	// every writer forever.
@@ -479,9 +313,9 @@ func (s *Store) tryCommit(batch []*appendReq) (results []appendResult, err error
 	streams := make([]string, 0, len(batch))
 	seen := make(map[string]bool, len(batch))
 	for _, r := range batch {
-		if !seen[r.stream] {
-			seen[r.stream] = true
-			streams = append(streams, r.stream)
+		if !seen[r.Stream] {
+			seen[r.Stream] = true
+			streams = append(streams, r.Stream)
 		}
 	}
 	streamsJSON, err := json.Marshal(streams)
@@ -512,17 +346,17 @@ func (s *Store) tryCommit(batch []*appendReq) (results []appendResult, err error
 	}
 
 	now := time.Now().UTC().Format(timeLayout)
-	results = make([]appendResult, len(batch))
+	results = make([]eventstore.AppendOutcome, len(batch))
 	args := make([]any, 0, 8*insertChunk)
 	var insertN, insert1 *sql.Stmt
 	inserted := 0
 	for i, r := range batch {
-		current := versions[r.stream]
-		if !expectationHolds(r.expected, current) {
-			results[i] = appendResult{err: &eventstore.VersionConflictError{Stream: r.stream, Expected: r.expected, Actual: current}}
+		current := versions[r.Stream]
+		if !eventstore.ExpectationHolds(r.Expected, current) {
+			results[i] = eventstore.AppendOutcome{Err: &eventstore.VersionConflictError{Stream: r.Stream, Expected: r.Expected, Actual: current}}
 			continue
 		}
-		for j, e := range r.events {
+		for j, e := range r.Events {
 			head++
 			current++
 			m := string(e.Metadata)
@@ -530,7 +364,7 @@ func (s *Store) tryCommit(batch []*appendReq) (results []appendResult, err error
 				m = "{}"
 			}
 			// Strings, not []byte: a []byte would be bound as a BLOB.
-			args = append(args, head, r.ids[j], r.stream, current, e.Type, string(e.Data), m, now)
+			args = append(args, head, r.IDs[j], r.Stream, current, e.Type, string(e.Data), m, now)
 			inserted++
 			if len(args) == 8*insertChunk {
 				if insertN == nil {
@@ -542,8 +376,8 @@ func (s *Store) tryCommit(batch []*appendReq) (results []appendResult, err error
 				args = args[:0]
 			}
 		}
-		versions[r.stream] = current
-		results[i] = appendResult{res: eventstore.AppendResult{Version: current, Position: uint64(head)}}
+		versions[r.Stream] = current
+		results[i] = eventstore.AppendOutcome{Result: eventstore.AppendResult{Version: current, Position: uint64(head)}}
 	}
 	if inserted == 0 {
 		return results, nil // every append was a version conflict
@@ -560,17 +394,6 @@ func (s *Store) tryCommit(batch []*appendReq) (results []appendResult, err error
 		return nil, fmt.Errorf("event store: commit: %w", err)
 	}
 	return results, nil
-}
-
-func expectationHolds(expected, current int64) bool {
-	switch expected {
-	case eventstore.Any:
-		return true
-	case eventstore.NoStream:
-		return current == 0
-	default:
-		return expected == current
-	}
 }
 
 func classify(err error) error {
