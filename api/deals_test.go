@@ -128,7 +128,9 @@ func TestDealAmountsRoundTrip(t *testing.T) {
 		t.Run(amount, func(t *testing.T) {
 			t.Parallel()
 			want := `"amount":` + amount + `,`
-			name := "Amount " + amount
+			// Bracketed, so no name is a substring of another ("Amount 0"
+			// would also find "Amount 0.1" through q).
+			name := "Amount [" + amount + "]"
 			r := call(t, s, http.MethodPost, "/v1/deals", tok, `{"name":"`+name+`","amount":`+amount+`,"currency":"USD"}`)
 			m := wantStatus(t, r, http.StatusCreated)
 			if !strings.Contains(string(r.Body), want) {
