@@ -70,9 +70,17 @@ type LeadFilter struct {
 }
 
 // GetLead returns a live lead of the organization, or domain.ErrNotFound.
+//
+// The statement names the primary key alone and the organization and
+// deletion are checked here: with "org_id = $1" in the WHERE clause,
+// PostgreSQL's cached generic plan for a table it has no statistics of
+// yet can pick an org_id index and walk every lead of the organization.
 func (q Queries) GetLead(ctx context.Context, orgID, id string) (domain.Lead, error) {
 	var r leadRow
-	err := q.DB.GetContext(ctx, &r, `SELECT `+leadColumns+` FROM leads WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
+	err := q.DB.GetContext(ctx, &r, `SELECT `+leadColumns+` FROM leads WHERE id = $1`, id)
+	if err == nil && (r.OrgID != orgID || r.DeletedAt != nil) {
+		err = sql.ErrNoRows
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return domain.Lead{}, domain.ErrNotFound
 	}
@@ -136,9 +144,13 @@ type DealFilter struct {
 }
 
 // GetDeal returns a live deal of the organization, or domain.ErrNotFound.
+// Like GetLead, the statement is a primary-key probe.
 func (q Queries) GetDeal(ctx context.Context, orgID, id string) (domain.Deal, error) {
 	var r dealRow
-	err := q.DB.GetContext(ctx, &r, `SELECT `+dealSelect+` FROM deals WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
+	err := q.DB.GetContext(ctx, &r, `SELECT `+dealSelect+` FROM deals WHERE id = $1`, id)
+	if err == nil && (r.OrgID != orgID || r.DeletedAt != nil) {
+		err = sql.ErrNoRows
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return domain.Deal{}, domain.ErrNotFound
 	}
