@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
@@ -110,19 +111,32 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) ([]eventstore.Append
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	tx, err := s.db.BeginTxx(ctx, nil)
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("event store: begin: %w", err)
+		return nil, fmt.Errorf("event store: connect: %w", err)
 	}
-	defer tx.Rollback()
+	defer conn.Close()
+	var results []eventstore.AppendOutcome
+	err = conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		var err error
+		results, err = commitOn(ctx, pc, batch)
+		if err != nil && !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() != 'I' {
+			// Leave the connection idle for the next user of the pool.
+			if _, rerr := pc.Exec(ctx, "ROLLBACK"); rerr != nil {
+				return errors.Join(err, driver.ErrBadConn)
+			}
+		}
+		return err
+	})
+	return results, err
+}
 
-	// Custom plans for this transaction: pgx caches prepared statements,
-	// and a generic plan made while the table was small would scan it.
-	if _, err := tx.ExecContext(ctx, `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-		pg_advisory_xact_lock(hashtext(current_schema() || ':salesos:events'))`); err != nil {
-		return nil, fmt.Errorf("event store: lock: %w", err)
-	}
-
+// commitOn writes a batch in one transaction, in two round trips: the
+// statements of each phase are pipelined (sent together, answered
+// together). The writer is the only appender in this process, so the
+// round trips, not the SQL, bound how many batches it commits a second.
+func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppend) ([]eventstore.AppendOutcome, error) {
 	streams := make([]string, 0, len(batch))
 	seen := make(map[string]bool, len(batch))
 	for _, r := range batch {
@@ -131,35 +145,56 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) ([]eventstore.Append
 			streams = append(streams, r.Stream)
 		}
 	}
-	// Current version of each stream and the global head, in one round
-	// trip. Each stream is one backward probe of the (stream_id, version)
-	// index; "= ANY(array) GROUP BY" would be planned as a scan.
-	versions := make(map[string]int64, len(streams))
-	var head int64
-	rows, err := tx.QueryContext(ctx, `
+
+	// Phase 1: begin, take the lock, read each stream's version and the
+	// global head. Custom plans for this transaction: pgx caches prepared
+	// statements, and a generic plan made while the table was small would
+	// scan it. Each stream is one backward probe of the (stream_id,
+	// version) index; "= ANY(array) GROUP BY" would be planned as a scan.
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue(`SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+		pg_advisory_xact_lock(hashtext(current_schema() || ':salesos:events'))`)
+	b.Queue(`
 		SELECT s, COALESCE((SELECT e.version FROM events e WHERE e.stream_id = s ORDER BY e.version DESC LIMIT 1), 0)
 		FROM unnest($1::text[]) AS s
 		UNION ALL
 		SELECT NULL, COALESCE((SELECT max(position) FROM events), 0)`, streams)
+	versions := make(map[string]int64, len(streams))
+	var head int64
+	br := pc.SendBatch(ctx, &b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("event store: begin: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("event store: lock: %w", err)
+	}
+	rows, err := br.Query()
+	if err == nil {
+		for rows.Next() {
+			var id *string
+			var v int64
+			if err = rows.Scan(&id, &v); err != nil {
+				break
+			}
+			if id != nil {
+				versions[*id] = v
+			} else {
+				head = v
+			}
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("event store: read versions: %w", err)
-	}
-	for rows.Next() {
-		var id sql.NullString
-		var v int64
-		if err := rows.Scan(&id, &v); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if id.Valid {
-			versions[id.String] = v
-		} else {
-			head = v
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 
 	results := make([]eventstore.AppendOutcome, len(batch))
@@ -196,23 +231,34 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) ([]eventstore.Append
 		versions[r.Stream] = current
 		results[i] = eventstore.AppendOutcome{Result: eventstore.AppendResult{Version: current, Position: uint64(head)}}
 	}
-	if len(positions) == 0 {
-		return results, nil // every append was a version conflict
+
+	// Phase 2: insert and commit. The NOTIFY rides in the insert
+	// statement; PostgreSQL delivers it at commit.
+	b = pgx.Batch{}
+	if len(positions) > 0 {
+		b.Queue(`
+			WITH ins AS (
+				INSERT INTO events (position, event_id, stream_id, version, type, data, metadata)
+				SELECT p, e::uuid, s, v, t, d::json, m::json
+				FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS x(p, e, s, v, t, d, m)
+				RETURNING 1
+			)
+			SELECT pg_notify($8, current_schema()) WHERE EXISTS (SELECT 1 FROM ins)`,
+			positions, ids, streamIDs, vers, types, data, meta, notifyChannel)
 	}
-	// The NOTIFY rides in the same statement; it is delivered at commit.
-	_, err = tx.ExecContext(ctx, `
-		WITH ins AS (
-			INSERT INTO events (position, event_id, stream_id, version, type, data, metadata)
-			SELECT p, e::uuid, s, v, t, d::json, m::json
-			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS x(p, e, s, v, t, d, m)
-			RETURNING 1
-		)
-		SELECT pg_notify($8, current_schema()) WHERE EXISTS (SELECT 1 FROM ins)`,
-		positions, ids, streamIDs, vers, types, data, meta, notifyChannel)
-	if err != nil {
-		return nil, classify(err)
+	b.Queue("COMMIT")
+	br = pc.SendBatch(ctx, &b)
+	if len(positions) > 0 {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, classify(err)
+		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("event store: commit: %w", err)
+	}
+	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("event store: commit: %w", err)
 	}
 	return results, nil
