@@ -36,8 +36,10 @@ const (
 	benchHTTPPost = "http_post_leads"
 	benchHTTPGet  = "http_get_lead"
 	// issue 3 and 5 figures
-	benchFanout     = "webhook_fanout"
-	benchAppendESDB = "append_esdb"
+	benchFanout = "webhook_fanout"
+	// benchFanoutBurst is measured by -only webhook_fanout too.
+	benchFanoutBurst = "webhook_fanout_burst"
+	benchAppendESDB  = "append_esdb"
 )
 
 var allBenches = []string{benchPgbench, benchAppend, benchAppendESDB, benchCatchUp, benchHTTPPost, benchHTTPGet, benchFanout}
