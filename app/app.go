@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -23,9 +24,9 @@ import (
 	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/eventstore/esdb"
 	"github.com/salesos/salesos/eventstore/postgres"
+	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/idempotency"
 	"github.com/salesos/salesos/metrics"
-	"github.com/salesos/salesos/migrations"
 	"github.com/salesos/salesos/projections"
 	"github.com/salesos/salesos/ratelimit"
 	"github.com/salesos/salesos/webhooks"
@@ -34,9 +35,13 @@ import (
 // App is an assembled SalesOS instance.
 type App struct {
 	Config Config
-	DB     *sqlx.DB
-	Store  eventstore.Store
-	Runner *projections.Runner
+	// DB takes every write of the query side (on SQLite, the file's single
+	// writer connection); ReadDB serves queries (DB itself on PostgreSQL).
+	DB       *sqlx.DB
+	ReadDB   *sqlx.DB
+	database *Database
+	Store    eventstore.Store
+	Runner   *projections.Runner
 	// Dispatcher sends webhook deliveries.
 	Dispatcher  *webhooks.Dispatcher
 	Metrics     *metrics.Metrics
@@ -56,15 +61,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db, err := OpenDB(ctx, cfg.DatabaseURL)
+	database, err := OpenDatabase(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.DBMaxConns > 0 {
+	db := database.Write
+	if cfg.DBMaxConns > 0 && !database.SQLite() {
 		db.SetMaxOpenConns(cfg.DBMaxConns)
 		db.SetMaxIdleConns(cfg.DBMaxConns)
 	}
-	a := &App{Config: cfg, DB: db, log: log}
+	a := &App{Config: cfg, DB: db, ReadDB: database.Read, database: database, log: log}
 	ok := false
 	defer func() {
 		if !ok {
@@ -72,7 +78,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 	}()
 	if cfg.AutoMigrate {
-		res, err := migrations.Apply(ctx, db)
+		res, err := database.Migrate(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
@@ -80,12 +86,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			log.Info("applied migrations", "count", len(res.Applied), "version", res.Current)
 		}
 	}
-	if a.Store, err = openEventStore(ctx, cfg, db, log); err != nil {
+	if a.Store, err = openEventStore(ctx, cfg, database, log); err != nil {
 		return nil, err
 	}
 	a.Metrics = metrics.New()
 	a.Idempotency = &idempotency.Store{DB: db}
-	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log},
+	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log, Read: database.Read},
 		projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store})
 	sender := webhooks.NewSender(webhooks.SenderConfig{Timeout: cfg.WebhookTimeout, AllowPrivate: cfg.WebhookAllowPrivate})
 	a.Dispatcher = webhooks.NewDispatcher(db, webhooks.DispatcherConfig{
@@ -102,7 +108,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Positions: a.Runner.Positions,
 		QueueDepth: func(ctx context.Context) (int64, error) {
 			var n int64
-			err := db.GetContext(ctx, &n, `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`)
+			err := database.Read.GetContext(ctx, &n, `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`)
 			return n, err
 		},
 		Logger: log,
@@ -154,7 +160,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a.API = api.New(api.Deps{
 		Commands:        &commands.Handler{Store: metrics.CountAppends(a.Store, a.Metrics.EventsAppended)},
-		Queries:         projections.Queries{DB: db},
+		Queries:         projections.Queries{DB: database.Read},
 		Streams:         a.Store,
 		Waiter:          a.Runner,
 		Verifier:        verifier,
@@ -174,37 +180,22 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 }
 
 // openEventStore opens the configured event store: EventStoreDB for an
-// esdb:// URL, otherwise the PostgreSQL database itself. Projection
-// checkpoints always live in PostgreSQL next to the query tables; with
-// EventStoreDB they hold its $all commit positions, so switching backends
-// needs a rebuild of the projections.
-func openEventStore(ctx context.Context, cfg Config, db *sqlx.DB, log *slog.Logger) (eventstore.Store, error) {
-	if isESDBURL(cfg.EventStoreURL) {
+// esdb:// URL, otherwise the database itself (PostgreSQL or the SQLite
+// file). Projection checkpoints always live in the database next to the
+// query tables; with EventStoreDB they hold its $all commit positions, so
+// switching backends needs a rebuild of the projections.
+func openEventStore(ctx context.Context, cfg Config, db *Database, log *slog.Logger) (eventstore.Store, error) {
+	switch {
+	case isESDBURL(cfg.EventStoreURL):
 		s, err := esdb.New(ctx, cfg.EventStoreURL, esdb.Options{Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("EventStoreDB: %w", err)
 		}
 		return s, nil
+	case db.SQLite():
+		return sqlite.New(ctx, db.Write, db.Read, sqlite.Options{Logger: log})
 	}
-	return postgres.New(ctx, db, postgres.Options{Logger: log})
-}
-
-// OpenDB opens and pings a PostgreSQL database.
-func OpenDB(ctx context.Context, url string) (*sqlx.DB, error) {
-	db, err := sqlx.Open("pgx", url)
-	if err != nil {
-		return nil, fmt.Errorf("database: %w", err)
-	}
-	db.SetMaxOpenConns(40)
-	db.SetMaxIdleConns(40)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("database unreachable: %w", err)
-	}
-	return db, nil
+	return postgres.New(ctx, db.Write, postgres.Options{Logger: log})
 }
 
 // Serve runs the projections and the HTTP server on ln until ctx ends, then
@@ -279,6 +270,18 @@ func (a *App) purgeIdempotencyKeys(ctx context.Context) {
 	}
 }
 
+// DatabaseName says where the data lives, for the startup log: the SQLite
+// file, or the PostgreSQL server and database (never the password).
+func (a *App) DatabaseName() string {
+	if a.database.SQLite() {
+		return "sqlite " + a.database.SQLitePath
+	}
+	if u, err := url.Parse(a.Config.DatabaseURL); err == nil {
+		return "postgres " + u.Host + u.Path
+	}
+	return "postgres"
+}
+
 // Close releases the event store and the database.
 func (a *App) Close() {
 	if a.redis != nil {
@@ -287,7 +290,7 @@ func (a *App) Close() {
 	if a.Store != nil {
 		a.Store.Close()
 	}
-	if a.DB != nil {
-		a.DB.Close()
+	if a.database != nil {
+		a.database.Close()
 	}
 }

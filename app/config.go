@@ -16,7 +16,7 @@ import (
 type Config struct {
 	Addr          string // SALESOS_ADDR, default ":8080"
 	DataDir       string // SALESOS_DATA_DIR, default "./data"
-	DatabaseURL   string // SALESOS_DATABASE_URL
+	DatabaseURL   string // SALESOS_DATABASE_URL: postgres://… or sqlite://path, default sqlite://<DataDir>/salesos.db
 	EventStoreURL string // SALESOS_EVENTSTORE_URL, default DatabaseURL
 	Env           string // SALESOS_ENV: development | staging | production
 
@@ -66,6 +66,9 @@ func ConfigFromEnv() (Config, error) {
 		PlanClaim:     envOr("SALESOS_PLAN_CLAIM", "plan"),
 		LogLevel:      envOr("SALESOS_LOG_LEVEL", "info"),
 		RedisURL:      os.Getenv("SALESOS_REDIS_URL"),
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = defaultDatabaseURL(c.DataDir)
 	}
 	var errs []error
 	var err error
@@ -122,19 +125,20 @@ func (c Config) Validate() error {
 	if c.OIDCIssuer != "" && c.OIDCAudience == "" {
 		errs = append(errs, errors.New("SALESOS_OIDC_ISSUER is set but SALESOS_OIDC_AUDIENCE is not"))
 	}
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("SALESOS_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)"))
-	} else if !isPostgresURL(c.DatabaseURL) {
-		errs = append(errs, fmt.Errorf("SALESOS_DATABASE_URL: only postgres:// URLs are supported by this build"))
+	switch {
+	case c.DatabaseURL == "":
+		errs = append(errs, errors.New("no database: set SALESOS_DATABASE_URL (postgres://… or sqlite://path) or SALESOS_DATA_DIR"))
+	case !isPostgresURL(c.DatabaseURL) && !isSQLiteURL(c.DatabaseURL):
+		errs = append(errs, errors.New("SALESOS_DATABASE_URL: use postgres://user@host:5432/db or sqlite://path/to/salesos.db"))
 	}
 	switch {
 	case c.EventStoreURL == "", isESDBURL(c.EventStoreURL):
-	case isPostgresURL(c.EventStoreURL):
+	case isPostgresURL(c.EventStoreURL), isSQLiteURL(c.EventStoreURL):
 		if c.EventStoreURL != c.DatabaseURL {
-			errs = append(errs, errors.New("SALESOS_EVENTSTORE_URL: a PostgreSQL event store must be the same database as SALESOS_DATABASE_URL (projections commit their checkpoints next to the read model)"))
+			errs = append(errs, errors.New("SALESOS_EVENTSTORE_URL: an event store in PostgreSQL or SQLite must be the database of SALESOS_DATABASE_URL (projections commit their checkpoints next to the read model); leave it unset"))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("SALESOS_EVENTSTORE_URL: use esdb://host:2113 (EventStoreDB) or the postgres:// URL of SALESOS_DATABASE_URL"))
+		errs = append(errs, errors.New("SALESOS_EVENTSTORE_URL: use esdb://host:2113 (EventStoreDB), or leave it unset to keep events in the database"))
 	}
 	if c.ConsistencyWait < 0 || c.ShutdownTimeout < 0 || c.WebhookTimeout < 0 || c.WebhookLease < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
@@ -240,21 +244,4 @@ func envBool(k string, def bool) (bool, error) {
 		return def, fmt.Errorf("%s: %q is not true or false", k, v)
 	}
 	return b, nil
-}
-
-// ConfigFromEnvForTools reads the configuration for commands that need no
-// database (dev-token): database settings are not validated.
-func ConfigFromEnvForTools() (Config, error) {
-	c, err := ConfigFromEnv()
-	if err == nil {
-		return c, nil
-	}
-	if c.DatabaseURL == "" {
-		c.DatabaseURL = "postgres://unused"
-		if verr := c.Validate(); verr == nil {
-			c.DatabaseURL = ""
-			return c, nil
-		}
-	}
-	return c, err
 }

@@ -43,7 +43,21 @@ func TestConfigFromEnv(t *testing.T) {
 		{
 			name:    "unsupported database",
 			env:     map[string]string{"SALESOS_DATABASE_URL": "mysql://x"},
-			wantErr: "only postgres:// URLs",
+			wantErr: "use postgres://user@host:5432/db or sqlite://",
+		},
+		{
+			name: "no database configured: the SQLite file in the data directory",
+			env:  map[string]string{"SALESOS_DATA_DIR": "/var/lib/salesos"},
+			check: func(t *testing.T, c Config) {
+				if c.DatabaseURL != "sqlite:///var/lib/salesos/salesos.db" {
+					t.Fatalf("DatabaseURL = %q", c.DatabaseURL)
+				}
+			},
+		},
+		{
+			name:    "an event store in another SQL database is refused",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_EVENTSTORE_URL": "sqlite://events.db"},
+			wantErr: "must be the database of SALESOS_DATABASE_URL",
 		},
 	}
 	for _, tc := range cases {

@@ -11,19 +11,32 @@ import (
 
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/eventstore/postgres"
+	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/internal/testdb"
 )
 
 func newHandler(t *testing.T) *commands.Handler {
 	t.Helper()
 	db := testdb.New(t)
-	s, err := postgres.New(context.Background(), db.DB, postgres.Options{})
+	var s eventstore.Store
+	var err error
+	if db.SQLite {
+		s, err = sqlite.New(context.Background(), db.DB, db.Read, sqlite.Options{})
+	} else {
+		s, err = postgres.New(context.Background(), db.DB, postgres.Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return &commands.Handler{Store: s}
+}
+
+// The command suite again on the SQLite event store.
+func TestCommandsSuiteOnSQLite(t *testing.T) {
+	testdb.RerunOn(t, "sqlite")
 }
 
 var orgA = commands.Meta{OrgID: "org_a", Actor: domain.Actor{Sub: "auth0|a", Type: domain.ActorUser}, RequestID: "req_a"}

@@ -40,7 +40,11 @@ type Response struct {
 	Body   []byte
 }
 
-// Store keeps keys in PostgreSQL.
+// Store keeps keys in the database: PostgreSQL, or the SQLite file (DB is
+// then its writer). Every statement stands alone, outside any transaction,
+// and the same SQL runs on both. Times come from this process's clock,
+// never the database's (SQLite has no now()): a key's age is measured with
+// the clock that stamped it.
 type Store struct{ DB *sqlx.DB }
 
 // Fingerprint identifies a request: method, path and exact body.
@@ -56,8 +60,8 @@ func Fingerprint(method, path string, body []byte) string {
 // a stored response to replay, or ErrKeyReused / ErrInProgress.
 func (s *Store) Begin(ctx context.Context, orgID, key, fingerprint string) (*Response, error) {
 	for range 3 {
-		res, err := s.DB.ExecContext(ctx, `INSERT INTO idempotency_keys (org_id, key, request_hash, status)
-			VALUES ($1, $2, $3, 'in_progress') ON CONFLICT (org_id, key) DO NOTHING`, orgID, key, fingerprint)
+		res, err := s.DB.ExecContext(ctx, `INSERT INTO idempotency_keys (org_id, key, request_hash, status, created_at)
+			VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT (org_id, key) DO NOTHING`, orgID, key, fingerprint, time.Now().UTC())
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +127,7 @@ func (s *Store) Release(ctx context.Context, orgID, key string) error {
 
 // Purge deletes expired keys; the server runs it periodically.
 func (s *Store) Purge(ctx context.Context) (int64, error) {
-	res, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - $1 * interval '1 second'`, TTL.Seconds())
+	res, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, time.Now().UTC().Add(-TTL))
 	if err != nil {
 		return 0, err
 	}

@@ -12,7 +12,7 @@ import (
 
 func TestApplyIsIdempotentAndConcurrentSafe(t *testing.T) {
 	t.Parallel()
-	s := testdb.NewEmpty(t)
+	s := testdb.NewEmptyPostgres(t)
 	all, err := migrations.List("postgres")
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestApplyIsIdempotentAndConcurrentSafe(t *testing.T) {
 
 func TestNewerSchemaIsRefused(t *testing.T) {
 	t.Parallel()
-	s := testdb.New(t)
+	s := testdb.NewPostgres(t)
 	if _, err := s.DB.Exec(`INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')`); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore"
+	"github.com/salesos/salesos/internal/dialect"
 )
 
 // Deals maintains the deals table.
@@ -24,30 +25,30 @@ func (Deals) Name() string { return DealsName }
 
 // Reset implements Projection.
 func (Deals) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	_, err := tx.ExecContext(ctx, `TRUNCATE deals`)
-	return err
+	return emptyTable(ctx, tx, "deals")
 }
 
 // dealRow is a deals row. Amount travels as a JSON number (json.Number) so
-// it is never rounded through a float on the way to NUMERIC.
+// it is never rounded through a float on the way to NUMERIC; SQLite keeps
+// the decimal text itself (Amount).
 type dealRow struct {
-	ID                string          `db:"id" json:"id"`
-	OrgID             string          `db:"org_id" json:"org_id"`
-	Name              string          `db:"name" json:"name"`
-	Amount            *string         `db:"amount" json:"-"`
-	AmountJSON        *json.Number    `db:"-" json:"amount"`
-	Currency          *string         `db:"currency" json:"currency"`
-	Stage             string          `db:"stage" json:"stage"`
-	LeadID            *string         `db:"lead_id" json:"lead_id"`
-	OwnerID           *string         `db:"owner_id" json:"owner_id"`
-	ExpectedCloseDate *string         `db:"expected_close_date" json:"expected_close_date"`
-	LostReason        *string         `db:"lost_reason" json:"lost_reason"`
-	CustomFields      json.RawMessage `db:"custom_fields" json:"custom_fields"`
-	CreatedAt         time.Time       `db:"created_at" json:"created_at"`
-	UpdatedAt         time.Time       `db:"updated_at" json:"updated_at"`
-	ClosedAt          *time.Time      `db:"closed_at" json:"closed_at"`
-	Version           int64           `db:"version" json:"version"`
-	DeletedAt         *time.Time      `db:"deleted_at" json:"deleted_at"`
+	ID                string       `db:"id" json:"id"`
+	OrgID             string       `db:"org_id" json:"org_id"`
+	Name              string       `db:"name" json:"name"`
+	Amount            *string      `db:"amount" json:"-"`
+	AmountJSON        *json.Number `db:"-" json:"amount"`
+	Currency          *string      `db:"currency" json:"currency"`
+	Stage             string       `db:"stage" json:"stage"`
+	LeadID            *string      `db:"lead_id" json:"lead_id"`
+	OwnerID           *string      `db:"owner_id" json:"owner_id"`
+	ExpectedCloseDate *string      `db:"expected_close_date" json:"expected_close_date"`
+	LostReason        *string      `db:"lost_reason" json:"lost_reason"`
+	CustomFields      jsonDoc      `db:"custom_fields" json:"custom_fields"`
+	CreatedAt         time.Time    `db:"created_at" json:"created_at"`
+	UpdatedAt         time.Time    `db:"updated_at" json:"updated_at"`
+	ClosedAt          *time.Time   `db:"closed_at" json:"closed_at"`
+	Version           int64        `db:"version" json:"version"`
+	DeletedAt         *time.Time   `db:"deleted_at" json:"deleted_at"`
 }
 
 // Columns as selected: numeric and date come back as text so they are parsed
@@ -57,6 +58,15 @@ const dealSelect = `id, org_id, name, amount::text AS amount, currency, stage, l
 	created_at, updated_at, closed_at, version, deleted_at`
 
 const dealColumns = `id, org_id, name, amount, currency, stage, lead_id, owner_id, expected_close_date, lost_reason, custom_fields, created_at, updated_at, closed_at, version, deleted_at`
+
+// dealSelectFor is dealSelect for db's dialect: SQLite stores the amount
+// and the date as text already (migrations/sqlite/0002_read_models.sql).
+func dealSelectFor(db dialect.DriverNamer) string {
+	if dialect.IsSQLite(db) {
+		return dealColumns
+	}
+	return dealSelect
+}
 
 func (r dealRow) deal() (domain.Deal, error) {
 	d := domain.Deal{
@@ -83,7 +93,7 @@ func (r dealRow) deal() (domain.Deal, error) {
 		}
 		d.ExpectedCloseDate = &dt
 	}
-	if err := json.Unmarshal(r.CustomFields, &d.CustomFields); err != nil {
+	if err := json.Unmarshal([]byte(r.CustomFields), &d.CustomFields); err != nil {
 		return d, fmt.Errorf("deal %s: custom_fields: %w", r.ID, err)
 	}
 	return d, nil
@@ -103,8 +113,9 @@ func rowFromDeal(d domain.Deal) (dealRow, error) {
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, ClosedAt: d.ClosedAt, Version: d.Version, DeletedAt: d.DeletedAt,
 	}
 	if d.Amount != nil {
-		n := json.Number(d.Amount.String())
-		r.AmountJSON = &n
+		a := d.Amount.String()
+		n := json.Number(a)
+		r.Amount, r.AmountJSON = &a, &n
 	}
 	if d.ExpectedCloseDate != nil {
 		s := d.ExpectedCloseDate.String()
@@ -130,11 +141,19 @@ func (Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recorde
 	if err != nil {
 		return err
 	}
+	var lite *liteWriter // see Leads.ApplyPrepared
+	if dialect.IsSQLite(tx) {
+		lite = newLiteWriter(liteDeals, tx)
+		defer lite.close()
+	}
 	rows := make([]dealRow, 0, len(order))
 	for _, id := range order {
-		d, ok := current[id]
-		if !ok {
-			d = domain.Deal{ID: id}
+		stored, ok := current[id]
+		d := domain.Deal{ID: id}
+		if ok {
+			if d, err = stored.deal(); err != nil {
+				return err
+			}
 		}
 		for _, e := range byID[id] {
 			if e.Version <= d.Version {
@@ -149,7 +168,18 @@ func (Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recorde
 		if err != nil {
 			return err
 		}
+		if lite != nil {
+			var before []any
+			if ok {
+				before = stored.values()
+			}
+			lite.add(before, r.values())
+			continue
+		}
 		rows = append(rows, r)
+	}
+	if lite != nil {
+		return lite.flush(ctx)
 	}
 	if len(rows) == 0 {
 		return nil
@@ -176,21 +206,22 @@ func (Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recorde
 	return nil
 }
 
-func loadDealRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]domain.Deal, error) {
+// loadDealRows reads the stored rows of ids, by id.
+func loadDealRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]dealRow, error) {
 	if len(ids) == 0 {
-		return map[string]domain.Deal{}, nil
+		return map[string]dealRow{}, nil
 	}
 	var rows []dealRow
-	if err := tx.SelectContext(ctx, &rows, `SELECT `+dealSelect+` FROM deals WHERE id = ANY($1)`, ids); err != nil {
+	q, arg, err := idsIn(tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, `SELECT `+dealSelectFor(tx)+` FROM deals WHERE `+q, arg); err != nil {
 		return nil, fmt.Errorf("load deals: %w", err)
 	}
-	out := make(map[string]domain.Deal, len(rows))
+	out := make(map[string]dealRow, len(rows))
 	for _, r := range rows {
-		d, err := r.deal()
-		if err != nil {
-			return nil, err
-		}
-		out[r.ID] = d
+		out[r.ID] = r
 	}
 	return out, nil
 }

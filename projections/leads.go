@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore"
+	"github.com/salesos/salesos/internal/dialect"
 )
 
 // Leads maintains the leads table.
@@ -24,28 +26,39 @@ func (Leads) Name() string { return LeadsName }
 
 // Reset implements Projection.
 func (Leads) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	_, err := tx.ExecContext(ctx, `TRUNCATE leads`)
+	return emptyTable(ctx, tx, "leads")
+}
+
+// emptyTable deletes every row of a query table: TRUNCATE on PostgreSQL,
+// DELETE on SQLite (which has no TRUNCATE; a DELETE without WHERE is its
+// fast path).
+func emptyTable(ctx context.Context, tx *sqlx.Tx, table string) error {
+	q := `TRUNCATE ` + table
+	if dialect.IsSQLite(tx) {
+		q = `DELETE FROM ` + table
+	}
+	_, err := tx.ExecContext(ctx, q)
 	return err
 }
 
 // leadRow is a leads row.
 type leadRow struct {
-	ID              string          `db:"id" json:"id"`
-	OrgID           string          `db:"org_id" json:"org_id"`
-	Name            string          `db:"name" json:"name"`
-	Email           *string         `db:"email" json:"email"`
-	Phone           *string         `db:"phone" json:"phone"`
-	Company         *string         `db:"company" json:"company"`
-	Title           *string         `db:"title" json:"title"`
-	Source          *string         `db:"source" json:"source"`
-	Status          string          `db:"status" json:"status"`
-	OwnerID         *string         `db:"owner_id" json:"owner_id"`
-	CustomFields    json.RawMessage `db:"custom_fields" json:"custom_fields"`
-	ConvertedDealID *string         `db:"converted_deal_id" json:"converted_deal_id"`
-	CreatedAt       time.Time       `db:"created_at" json:"created_at"`
-	UpdatedAt       time.Time       `db:"updated_at" json:"updated_at"`
-	Version         int64           `db:"version" json:"version"`
-	DeletedAt       *time.Time      `db:"deleted_at" json:"deleted_at"`
+	ID              string     `db:"id" json:"id"`
+	OrgID           string     `db:"org_id" json:"org_id"`
+	Name            string     `db:"name" json:"name"`
+	Email           *string    `db:"email" json:"email"`
+	Phone           *string    `db:"phone" json:"phone"`
+	Company         *string    `db:"company" json:"company"`
+	Title           *string    `db:"title" json:"title"`
+	Source          *string    `db:"source" json:"source"`
+	Status          string     `db:"status" json:"status"`
+	OwnerID         *string    `db:"owner_id" json:"owner_id"`
+	CustomFields    jsonDoc    `db:"custom_fields" json:"custom_fields"`
+	ConvertedDealID *string    `db:"converted_deal_id" json:"converted_deal_id"`
+	CreatedAt       time.Time  `db:"created_at" json:"created_at"`
+	UpdatedAt       time.Time  `db:"updated_at" json:"updated_at"`
+	Version         int64      `db:"version" json:"version"`
+	DeletedAt       *time.Time `db:"deleted_at" json:"deleted_at"`
 }
 
 const leadColumns = `id, org_id, name, email, phone, company, title, source, status, owner_id, custom_fields, converted_deal_id, created_at, updated_at, version, deleted_at`
@@ -60,7 +73,7 @@ func (r leadRow) lead() (domain.Lead, error) {
 	if r.ConvertedDealID != nil {
 		l.ConvertedDealID = *r.ConvertedDealID
 	}
-	if err := json.Unmarshal(r.CustomFields, &l.CustomFields); err != nil {
+	if err := json.Unmarshal([]byte(r.CustomFields), &l.CustomFields); err != nil {
 		return l, fmt.Errorf("lead %s: custom_fields: %w", r.ID, err)
 	}
 	return l, nil
@@ -86,7 +99,8 @@ func rowFromLead(l domain.Lead) (leadRow, error) {
 }
 
 // Apply implements Projection: fold the batch's lead events in memory over
-// the current rows, then write every touched lead with one statement.
+// the current rows, then write every touched lead: with one statement on
+// PostgreSQL, with a prepared statement per row on SQLite (see sqlite.go).
 func (l Leads) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error {
 	prepared, err := l.Prepare(events)
 	if err != nil {
@@ -95,14 +109,60 @@ func (l Leads) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recor
 	return l.ApplyPrepared(ctx, tx, prepared, 0)
 }
 
-// Prepare implements Preparer: decode the batch's lead events.
+// Prepare implements Preparer: decode the batch's lead events, and fold the
+// leads created in the batch already: their rows do not depend on the
+// table, so this work leaves the transaction.
 func (Leads) Prepare(events []eventstore.RecordedEvent) (any, error) {
-	return decodeKind(events, envelope.KindLead)
+	d, err := decodeKind(events, envelope.KindLead)
+	if err != nil {
+		return nil, err
+	}
+	p := preparedLeads{decoded: d, born: map[string]bornLead{}}
+	for _, id := range d.order {
+		evs := d.byID[id]
+		if evs[0].Version != 1 {
+			continue
+		}
+		l := foldLead(domain.Lead{ID: id}, evs)
+		if l.Version == 0 || l.OrgID == "" {
+			continue
+		}
+		r, err := rowFromLead(l)
+		if err != nil {
+			return nil, err
+		}
+		p.born[id] = bornLead{row: r, values: r.values()}
+	}
+	return p, nil
+}
+
+// preparedLeads is a batch as Prepare leaves it.
+type preparedLeads struct {
+	decoded
+	// born holds the final row of each lead created in the batch.
+	born map[string]bornLead
+}
+
+type bornLead struct {
+	row    leadRow
+	values []any // row.values(), for SQLite
+}
+
+// foldLead applies the events newer than l's version.
+func foldLead(l domain.Lead, evs []envelope.Envelope) domain.Lead {
+	for _, e := range evs {
+		if e.Version <= l.Version {
+			continue // already in the row
+		}
+		l.Apply(e.Event, e.Meta)
+	}
+	return l
 }
 
 // ApplyPrepared implements Preparer.
 func (Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after uint64) error {
-	d := prepared.(decoded)
+	p := prepared.(preparedLeads)
+	d := p.decoded
 	// Drop what an earlier transaction already applied (a redelivery).
 	byID := make(map[string][]envelope.Envelope, len(d.order))
 	order := make([]string, 0, len(d.order))
@@ -131,18 +191,33 @@ func (Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after
 	if err != nil {
 		return err
 	}
+	// On SQLite rows go through a liteWriter (see sqlite.go), which compares
+	// each loaded row with its new state.
+	var lite *liteWriter
+	if dialect.IsSQLite(tx) {
+		lite = newLiteWriter(liteLeads, tx)
+		defer lite.close()
+	}
 	rows := make([]leadRow, 0, len(order))
 	for _, id := range order {
-		l, ok := current[id]
-		if !ok {
-			l = domain.Lead{ID: id}
-		}
-		for _, e := range byID[id] {
-			if e.Version <= l.Version {
-				continue // already in the row
+		if b, ok := p.born[id]; ok && byID[id][0].Version == 1 {
+			// Created in this batch and none of its events applied yet:
+			// Prepare folded it.
+			if lite != nil {
+				lite.add(nil, b.values)
+			} else {
+				rows = append(rows, b.row)
 			}
-			l.Apply(e.Event, e.Meta)
+			continue
 		}
+		stored, ok := current[id]
+		l := domain.Lead{ID: id}
+		if ok {
+			if l, err = stored.lead(); err != nil {
+				return err
+			}
+		}
+		l = foldLead(l, byID[id])
 		if l.Version == 0 || l.OrgID == "" {
 			continue // no creation seen: nothing to project
 		}
@@ -150,7 +225,18 @@ func (Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after
 		if err != nil {
 			return err
 		}
+		if lite != nil {
+			var before []any
+			if ok {
+				before = stored.values()
+			}
+			lite.add(before, r.values())
+			continue
+		}
 		rows = append(rows, r)
+	}
+	if lite != nil {
+		return lite.flush(ctx)
 	}
 	if len(rows) == 0 {
 		return nil
@@ -191,23 +277,66 @@ func (Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after
 	return nil
 }
 
-func loadLeadRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]domain.Lead, error) {
+// loadLeadRows reads the stored rows of ids, by id.
+func loadLeadRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]leadRow, error) {
 	if len(ids) == 0 {
-		return map[string]domain.Lead{}, nil
+		return map[string]leadRow{}, nil
 	}
 	var rows []leadRow
-	if err := tx.SelectContext(ctx, &rows, `SELECT `+leadColumns+` FROM leads WHERE id = ANY($1)`, ids); err != nil {
+	q, arg, err := idsIn(tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SelectContext(ctx, &rows, `SELECT `+leadColumns+` FROM leads WHERE `+q, arg); err != nil {
 		return nil, fmt.Errorf("load leads: %w", err)
 	}
-	out := make(map[string]domain.Lead, len(rows))
+	out := make(map[string]leadRow, len(rows))
 	for _, r := range rows {
-		l, err := r.lead()
-		if err != nil {
-			return nil, err
-		}
-		out[r.ID] = l
+		out[r.ID] = r
 	}
 	return out, nil
+}
+
+// idsIn returns the condition "id is one of ids" with its one parameter:
+// an array on PostgreSQL, a JSON array unpacked by json_each on SQLite
+// (which has no arrays; SQLite probes the primary key once per element).
+func idsIn(tx *sqlx.Tx, ids []string) (string, any, error) {
+	if !dialect.IsSQLite(tx) {
+		return `id = ANY($1)`, ids, nil
+	}
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return "", nil, err
+	}
+	return `id IN (SELECT value FROM json_each($1))`, string(b), nil
+}
+
+// jsonDoc is a JSON document column (custom_fields): pgx hands jsonb over as
+// bytes, SQLite a TEXT column as a string, and database/sql would not store
+// a string into a json.RawMessage.
+type jsonDoc json.RawMessage
+
+// Scan implements sql.Scanner.
+func (j *jsonDoc) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		*j = bytes.Clone(v) // the driver may reuse its buffer
+	case string:
+		*j = jsonDoc(v)
+	case nil:
+		*j = nil
+	default:
+		return fmt.Errorf("json column: cannot scan %T", src)
+	}
+	return nil
+}
+
+// MarshalJSON writes the document as it is, like json.RawMessage.
+func (j jsonDoc) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return j, nil
 }
 
 // decoded is a batch's events of one record kind, grouped by record id in

@@ -17,24 +17,42 @@ import (
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/eventstore/postgres"
+	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/internal/testdb"
 )
 
+// fixture is one test's database on the binary's backend (testdb.New): on
+// PostgreSQL db and read are the same pool; on SQLite db is the file's
+// single writer and read its read-only pool, as the app wires them.
 type fixture struct {
-	db    *sqlx.DB
-	store *postgres.Store
-	cmd   *commands.Handler
+	db     *sqlx.DB
+	read   *sqlx.DB
+	store  eventstore.Store
+	cmd    *commands.Handler
+	sqlite bool
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	s := testdb.New(t)
-	store, err := postgres.New(context.Background(), s.DB, postgres.Options{PollInterval: 50 * time.Millisecond})
+	var store eventstore.Store
+	var err error
+	if s.SQLite {
+		store, err = sqlite.New(context.Background(), s.DB, s.Read, sqlite.Options{PollInterval: 50 * time.Millisecond})
+	} else {
+		store, err = postgres.New(context.Background(), s.DB, postgres.Options{PollInterval: 50 * time.Millisecond})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return &fixture{db: s.DB, store: store, cmd: &commands.Handler{Store: store}}
+	return &fixture{db: s.DB, read: s.Read, store: store, cmd: &commands.Handler{Store: store}, sqlite: s.SQLite}
+}
+
+// runner is NewRunner on the fixture's handles.
+func (f *fixture) runner(cfg Config, ps ...Projection) *Runner {
+	cfg.Read = f.read
+	return NewRunner(f.db, f.store, cfg, ps...)
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -96,17 +114,63 @@ func (f *fixture) writeHistory(t *testing.T, n int) uint64 {
 
 func ptr[T any](v T) *T { return &v }
 
-// snapshot dumps both query tables in a comparable form.
+// snapshot dumps both query tables, every column of every row, in a form
+// that compares equal when the rows are equal (times in UTC, JSON
+// documents normalized).
 func snapshot(t *testing.T, db *sqlx.DB) string {
 	t.Helper()
-	var leads, deals []byte
-	if err := db.Get(&leads, `SELECT COALESCE(json_agg(l ORDER BY id), '[]')::text FROM leads l`); err != nil {
+	var leads []leadRow
+	if err := db.Select(&leads, `SELECT `+leadColumns+` FROM leads ORDER BY id`); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Get(&deals, `SELECT COALESCE(json_agg(d ORDER BY id), '[]')::text FROM deals d`); err != nil {
+	var deals []dealRow
+	if err := db.Select(&deals, `SELECT `+dealSelectFor(db)+` FROM deals ORDER BY id`); err != nil {
 		t.Fatal(err)
 	}
-	return string(leads) + "\n" + string(deals)
+	for i := range leads {
+		r := &leads[i]
+		r.CustomFields = normJSON(t, r.CustomFields)
+		r.CreatedAt, r.UpdatedAt, r.DeletedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC(), utcPtr(r.DeletedAt)
+	}
+	for i := range deals {
+		r := &deals[i]
+		r.CustomFields = normJSON(t, r.CustomFields)
+		r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.DeletedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC(), utcPtr(r.ClosedAt), utcPtr(r.DeletedAt)
+		if r.Amount != nil {
+			n := json.Number(*r.Amount)
+			r.AmountJSON = &n
+		}
+	}
+	l, err := json.Marshal(leads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := json.Marshal(deals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(l) + "\n" + string(d)
+}
+
+func normJSON(t *testing.T, raw jsonDoc) jsonDoc {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(raw), &v); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 func runRunner(t *testing.T, r *Runner) (stop func()) {
@@ -136,12 +200,12 @@ func TestProjectedRowsEqualFoldedStreams(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	last := f.writeHistory(t, 12)
-	r := NewRunner(f.db, f.store, Config{BatchSize: 5}, Leads{}, Deals{})
+	r := f.runner(Config{BatchSize: 5}, Leads{}, Deals{})
 	stop := runRunner(t, r)
 	defer stop()
 	waitAll(t, r, last)
 
-	q := Queries{DB: f.db}
+	q := Queries{DB: f.read}
 	page, err := q.ListLeads(ctxT(t), meta.OrgID, LeadFilter{Limit: 200})
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +251,7 @@ func TestCrashBetweenBatchesThenRestartEqualsRebuild(t *testing.T) {
 	f := newFixture(t)
 	last := f.writeHistory(t, 15)
 
-	r1 := NewRunner(f.db, f.store, Config{BatchSize: 4}, Leads{}, Deals{})
+	r1 := f.runner(Config{BatchSize: 4}, Leads{}, Deals{})
 	ctx, kill := context.WithCancel(context.Background())
 	var batches atomic.Int32
 	r1.applyHook = func(string, uint64) {
@@ -202,7 +266,7 @@ func TestCrashBetweenBatchesThenRestartEqualsRebuild(t *testing.T) {
 		t.Fatalf("the first runner got to %d of %d before dying: the test needs it to stop mid-way", cp, last)
 	}
 
-	r2 := NewRunner(f.db, f.store, Config{BatchSize: 4}, Leads{}, Deals{})
+	r2 := f.runner(Config{BatchSize: 4}, Leads{}, Deals{})
 	stop := runRunner(t, r2)
 	waitAll(t, r2, last)
 	stop()
@@ -284,7 +348,7 @@ func TestFailingBatchesAreRetriedNotSkipped(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	last := f.writeHistory(t, 10)
-	r := NewRunner(f.db, f.store, Config{BatchSize: 3}, &failOnce{Projection: Leads{}}, Deals{})
+	r := f.runner(Config{BatchSize: 3}, &failOnce{Projection: Leads{}}, Deals{})
 	stop := runRunner(t, r)
 	waitAll(t, r, last)
 	stop()
@@ -307,10 +371,13 @@ func TestFailingBatchesAreRetriedNotSkipped(t *testing.T) {
 func TestOneActiveRunnerPerProjection(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
+	if f.sqlite {
+		t.Skip("SQLite has no leader lock (see acquireLeader); TestConcurrentRunnersStayExact covers several runners there")
+	}
 	var mu sync.Mutex
 	appliedBy := map[string]int{}
 	mk := func(name string) *Runner {
-		r := NewRunner(f.db, f.store, Config{BatchSize: 2, LeaderRetry: 20 * time.Millisecond}, Leads{}, Deals{})
+		r := f.runner(Config{BatchSize: 2, LeaderRetry: 20 * time.Millisecond}, Leads{}, Deals{})
 		r.applyHook = func(string, uint64) { mu.Lock(); appliedBy[name]++; mu.Unlock() }
 		return r
 	}
@@ -338,13 +405,55 @@ func TestOneActiveRunnerPerProjection(t *testing.T) {
 	}
 }
 
+// Several appliers at once (two runners, without leadership on SQLite, and
+// a CatchUp beside them) while events are written: the tables end exactly
+// as a rebuild makes them.
+func TestConcurrentRunnersStayExact(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	a := f.runner(Config{BatchSize: 2, LeaderRetry: 20 * time.Millisecond}, Leads{}, Deals{})
+	// b reads its checkpoints through the write handle (no Config.Read).
+	b := NewRunner(f.db, f.store, Config{BatchSize: 3, LeaderRetry: 20 * time.Millisecond}, Leads{}, Deals{})
+	stopA, stopB := runRunner(t, a), runRunner(t, b)
+	first := f.writeHistory(t, 4)
+	errs := make(chan error, 2)
+	for _, p := range []Projection{Leads{}, Deals{}} {
+		go func() {
+			_, err := CatchUp(ctxT(t), f.db, f.store, p, 2)
+			errs <- err
+		}()
+	}
+	last := max(first, f.writeHistory(t, 4))
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAll(t, a, last)
+	waitAll(t, b, last)
+	stopA()
+	stopB()
+	got := snapshot(t, f.db)
+	for _, p := range []Projection{Leads{}, Deals{}} {
+		if err := Rebuild(ctxT(t), f.db, p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := CatchUp(ctxT(t), f.db, f.store, p, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := snapshot(t, f.db); got != want {
+		t.Fatalf("with concurrent appliers:\n got  %s\n want %s", got, want)
+	}
+}
+
 // A rebuild under a running instance: it notices the new generation and
 // replays into the emptied tables.
 func TestRebuildWhileRunning(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	last := f.writeHistory(t, 8)
-	r := NewRunner(f.db, f.store, Config{BatchSize: 5, LeaderRetry: 50 * time.Millisecond}, Leads{}, Deals{})
+	r := f.runner(Config{BatchSize: 5, LeaderRetry: 50 * time.Millisecond}, Leads{}, Deals{})
 	stop := runRunner(t, r)
 	defer stop()
 	waitAll(t, r, last)

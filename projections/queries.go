@@ -13,9 +13,11 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/internal/dialect"
 )
 
 // Queries reads the query tables. Every query names the organization.
+// DB may be a read-only handle (on SQLite, the read pool).
 type Queries struct{ DB *sqlx.DB }
 
 // Cursor is a position in a list ordered newest first: (created_at, id) of
@@ -92,7 +94,7 @@ func (q Queries) GetLead(ctx context.Context, orgID, id string) (domain.Lead, er
 
 // ListLeads lists live leads newest first.
 func (q Queries) ListLeads(ctx context.Context, orgID string, f LeadFilter) (Page[domain.Lead], error) {
-	w := where{}
+	w := where{lite: dialect.IsSQLite(q.DB)}
 	w.add("org_id = ?", orgID)
 	w.add("deleted_at IS NULL")
 	if f.Status != "" {
@@ -103,7 +105,7 @@ func (q Queries) ListLeads(ctx context.Context, orgID string, f LeadFilter) (Pag
 	}
 	if f.Q != "" {
 		p := "%" + escapeLike(f.Q) + "%"
-		w.add("(name ILIKE ? OR email ILIKE ? OR company ILIKE ?)", p, p, p)
+		w.add("("+w.ilike("name")+" OR "+w.ilike("email")+" OR "+w.ilike("company")+")", p, p, p)
 	}
 	if f.CreatedAfter != nil {
 		w.add("created_at > ?", *f.CreatedAfter)
@@ -147,7 +149,7 @@ type DealFilter struct {
 // Like GetLead, the statement is a primary-key probe.
 func (q Queries) GetDeal(ctx context.Context, orgID, id string) (domain.Deal, error) {
 	var r dealRow
-	err := q.DB.GetContext(ctx, &r, `SELECT `+dealSelect+` FROM deals WHERE id = $1`, id)
+	err := q.DB.GetContext(ctx, &r, `SELECT `+dealSelectFor(q.DB)+` FROM deals WHERE id = $1`, id)
 	if err == nil && (r.OrgID != orgID || r.DeletedAt != nil) {
 		err = sql.ErrNoRows
 	}
@@ -162,7 +164,7 @@ func (q Queries) GetDeal(ctx context.Context, orgID, id string) (domain.Deal, er
 
 // ListDeals lists live deals newest first.
 func (q Queries) ListDeals(ctx context.Context, orgID string, f DealFilter) (Page[domain.Deal], error) {
-	w := where{}
+	w := where{lite: dialect.IsSQLite(q.DB)}
 	w.add("org_id = ?", orgID)
 	w.add("deleted_at IS NULL")
 	if f.Stage != "" {
@@ -175,14 +177,14 @@ func (q Queries) ListDeals(ctx context.Context, orgID string, f DealFilter) (Pag
 		w.add("lead_id = ?", f.LeadID)
 	}
 	if f.Q != "" {
-		w.add("name ILIKE ?", "%"+escapeLike(f.Q)+"%")
+		w.add(w.ilike("name"), "%"+escapeLike(f.Q)+"%")
 	}
 	if f.CreatedAfter != nil {
 		w.add("created_at > ?", *f.CreatedAfter)
 	}
 	w.keyset(f.After)
 	var rows []dealRow
-	if err := q.DB.SelectContext(ctx, &rows, w.query(`SELECT `+dealSelect+` FROM deals`, f.Limit), w.args...); err != nil {
+	if err := q.DB.SelectContext(ctx, &rows, w.query(`SELECT `+dealSelectFor(q.DB)+` FROM deals`, f.Limit), w.args...); err != nil {
 		return Page[domain.Deal]{}, err
 	}
 	out := Page[domain.Deal]{Data: make([]domain.Deal, 0, len(rows))}
@@ -204,10 +206,22 @@ func (q Queries) ListDeals(ctx context.Context, orgID string, f DealFilter) (Pag
 	return out, nil
 }
 
-// where builds a WHERE clause with numbered placeholders.
+// where builds a WHERE clause with numbered placeholders ("$1" binds by
+// number on both databases).
 type where struct {
+	lite  bool // SQLite
 	conds []string
 	args  []any
+}
+
+// ilike is a case-insensitive "column matches the pattern ?" (escaped with
+// escapeLike). SQLite has no ILIKE; its LIKE already ignores case, though
+// only for ASCII letters, and it needs the escape character spelled out.
+func (w *where) ilike(col string) string {
+	if w.lite {
+		return col + ` LIKE ? ESCAPE '\'`
+	}
+	return col + " ILIKE ?"
 }
 
 func (w *where) add(cond string, args ...any) {
@@ -218,6 +232,9 @@ func (w *where) add(cond string, args ...any) {
 	w.conds = append(w.conds, cond)
 }
 
+// keyset continues after the cursor. Both databases compare the row value
+// (created_at, id) lexicographically; SQLite's created_at is integer
+// microseconds, and the driver binds the cursor's time the same way.
 func (w *where) keyset(after *Cursor) {
 	if after != nil {
 		w.add("(created_at, id) < (?, ?)", after.CreatedAt, after.ID)

@@ -2,12 +2,20 @@
 //
 // Each projection is a Watermill handler on a Router. Its subscriber reads
 // the event store from the projection's checkpoint and hands the handler
-// whole batches; the handler applies a batch with set-based SQL and moves
-// the checkpoint in the same transaction. So a crash at any point either
+// whole batches; the handler applies a batch (set-based SQL on PostgreSQL,
+// prepared per-row statements on SQLite) and moves the checkpoint in the
+// same transaction. So a crash at any point either
 // keeps the whole batch or none of it, and replaying a batch that was
 // already applied changes nothing (events at or below the checkpoint are
 // skipped). Among several API instances one runs each projection at a time
-// (an advisory lock); the others stand by.
+// (an advisory lock on PostgreSQL; see acquireLeader for SQLite); the others
+// stand by.
+//
+// The same code runs on PostgreSQL and on the embedded SQLite file; where
+// the SQL differs, the statements for each dialect sit side by side (see
+// internal/dialect). On SQLite every write goes through one connection, so
+// code holding a transaction there must use that transaction and nothing
+// else: asking the *sqlx.DB for another connection would wait forever.
 //
 // Warning: a projection's Name is its checkpoint key. Renaming a projection
 // makes it start again from position 0.
@@ -29,6 +37,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/eventstore"
+	"github.com/salesos/salesos/internal/dialect"
 )
 
 // Projection turns events into query tables.
@@ -67,6 +76,12 @@ type Config struct {
 	MaxRetries int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Read, when set, serves the runner's checkpoint reads (WaitFor,
+	// Positions, Lag, the subscriber's rebuild checks) instead of the write
+	// handle. On SQLite give it the read pool: the write handle is a single
+	// connection, and read-your-writes polls would queue behind batches and
+	// appends on it. Default: the handle given to NewRunner.
+	Read *sqlx.DB
 }
 
 func (c *Config) setDefaults() {
@@ -87,6 +102,7 @@ func (c *Config) setDefaults() {
 // Runner hosts projections on a Watermill router.
 type Runner struct {
 	db          *sqlx.DB
+	read        *sqlx.DB // checkpoint reads; db unless Config.Read is set
 	store       eventstore.Store
 	projections []Projection
 	cfg         Config
@@ -100,7 +116,11 @@ type Runner struct {
 // NewRunner prepares a runner; Run starts it.
 func NewRunner(db *sqlx.DB, store eventstore.Store, cfg Config, ps ...Projection) *Runner {
 	cfg.setDefaults()
-	return &Runner{db: db, store: store, projections: ps, cfg: cfg}
+	read := cfg.Read
+	if read == nil {
+		read = db
+	}
+	return &Runner{db: db, read: read, store: store, projections: ps, cfg: cfg}
 }
 
 // Run blocks until ctx ends. If the router stops on its own (a lost
@@ -138,7 +158,7 @@ func (r *Runner) runRouter(ctx context.Context) error {
 		}.Middleware,
 		middleware.Recoverer,
 	)
-	sub := &storeSubscriber{store: r.store, db: r.db, batchSize: r.cfg.BatchSize, logger: r.cfg.Logger, lockRetry: r.cfg.LeaderRetry}
+	sub := &storeSubscriber{store: r.store, db: r.db, read: r.read, batchSize: r.cfg.BatchSize, logger: r.cfg.Logger, lockRetry: r.cfg.LeaderRetry}
 	for _, p := range r.projections {
 		router.AddConsumerHandler(p.Name(), p.Name(), sub, r.handler(p))
 	}
@@ -178,20 +198,26 @@ type checkpoint struct {
 // checkpoint, in one transaction. The checkpoint row is locked first, so
 // even two runners that both believe they lead cannot apply a batch twice,
 // and a batch read before a rebuild (another generation) is dropped.
+//
+// On SQLite there are no row locks and none are needed: the transaction
+// holds the database's only write lock from its first statement (BEGIN
+// IMMEDIATE on OpenDB's writer; and the INSERT below would take it anyway),
+// so the checkpoint read here cannot change until the commit, even when
+// another process writes the same file.
 func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64, events []eventstore.RecordedEvent, prepared any) (uint64, error) {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	if err := customPlans(ctx, tx); err != nil {
-		return 0, err
+	lite := dialect.IsSQLite(tx)
+	if !lite {
+		if err := customPlans(ctx, tx); err != nil {
+			return 0, err
+		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, p.Name()); err != nil {
-		return 0, err
-	}
-	var cp checkpoint
-	if err := tx.GetContext(ctx, &cp, `SELECT position, generation FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.Name()); err != nil {
+	cp, err := lockCheckpoint(ctx, tx, p.Name(), lite)
+	if err != nil {
 		return 0, err
 	}
 	if cp.Generation != generation {
@@ -213,13 +239,29 @@ func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64
 		return 0, fmt.Errorf("projection %s: %w", p.Name(), err)
 	}
 	last := fresh[len(fresh)-1].Position
-	if _, err := tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = $2, updated_at = now() WHERE name = $1`, p.Name(), int64(last)); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = $2, updated_at = $3 WHERE name = $1`, p.Name(), int64(last), time.Now().UTC()); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, err
 	}
 	return last, nil
+}
+
+// lockCheckpoint creates the projection's checkpoint row if needed and reads
+// it, locked until tx ends: FOR UPDATE on PostgreSQL; on SQLite the write
+// transaction is already exclusive.
+func lockCheckpoint(ctx context.Context, tx *sqlx.Tx, name string, lite bool) (checkpoint, error) {
+	var cp checkpoint
+	if _, err := tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, name); err != nil {
+		return cp, err
+	}
+	q := `SELECT position, generation FROM projection_checkpoints WHERE name = $1 FOR UPDATE`
+	if lite {
+		q = `SELECT position, generation FROM projection_checkpoints WHERE name = $1`
+	}
+	err := tx.GetContext(ctx, &cp, q, name)
+	return cp, err
 }
 
 func (r *Runner) advanced(name string, pos uint64) {
@@ -263,7 +305,7 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos uint64) error {
 	defer tick.Stop()
 	for {
 		wake := r.progress.Wait()
-		cp, err := Position(ctx, r.db, name)
+		cp, err := Position(ctx, r.read, name)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ErrNotCaughtUp
@@ -291,7 +333,7 @@ func (r *Runner) Positions(ctx context.Context) (map[string]uint64, uint64, erro
 	}
 	out := make(map[string]uint64, len(r.projections))
 	for _, p := range r.projections {
-		cp, err := Position(ctx, r.db, p.Name())
+		cp, err := Position(ctx, r.read, p.Name())
 		if err != nil {
 			return nil, 0, err
 		}
@@ -326,16 +368,14 @@ func Rebuild(ctx context.Context, db *sqlx.DB, p Projection) error {
 	defer tx.Rollback()
 	// Lock the checkpoint row first: a batch being applied right now
 	// finishes before the reset, never after it.
-	if _, err := tx.ExecContext(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, p.Name()); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.Name()); err != nil {
+	lite := dialect.IsSQLite(tx)
+	if _, err := lockCheckpoint(ctx, tx, p.Name(), lite); err != nil {
 		return err
 	}
 	if err := p.Reset(ctx, tx); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = 0, generation = generation + 1, updated_at = now() WHERE name = $1`, p.Name()); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = 0, generation = generation + 1, updated_at = $2 WHERE name = $1`, p.Name(), time.Now().UTC()); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -407,12 +447,13 @@ func CatchUp(ctx context.Context, db *sqlx.DB, store eventstore.Store, p Project
 	return pos, nil
 }
 
-// customPlans makes the transaction plan each statement with its actual
-// parameters. pgx caches prepared statements per connection, and PostgreSQL
-// may settle on a generic plan made while a table was empty (after a
-// TRUNCATE, or before the first ANALYZE): for "id = ANY($1)" that is a scan
-// of the whole table on every batch. Batch statements are few and heavy, so
-// planning them each time is cheap; simple reads keep their cached plans.
+// customPlans (PostgreSQL only) makes the transaction plan each statement
+// with its actual parameters. pgx caches prepared statements per
+// connection, and PostgreSQL may settle on a generic plan made while a table
+// was empty (after a TRUNCATE, or before the first ANALYZE): for
+// "id = ANY($1)" that is a scan of the whole table on every batch. Batch
+// statements are few and heavy, so planning them each time is cheap; simple
+// reads keep their cached plans.
 func customPlans(ctx context.Context, tx *sqlx.Tx) error {
 	_, err := tx.ExecContext(ctx, `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`)
 	return err

@@ -15,6 +15,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/eventstore"
+	"github.com/salesos/salesos/internal/dialect"
 )
 
 // storeSubscriber is a Watermill message.Subscriber fed by the event store.
@@ -27,11 +28,12 @@ import (
 // same transaction as the read model. On Nack the same batch is sent again.
 //
 // Before it starts reading, Subscribe takes the projection's leader lock (a
-// session-level advisory lock), so among several instances only one runs a
-// given projection; the others wait for it to go away.
+// session-level advisory lock on PostgreSQL), so among several instances
+// only one runs a given projection; the others wait for it to go away.
 type storeSubscriber struct {
 	store     eventstore.Store
-	db        *sqlx.DB
+	db        *sqlx.DB // the write handle (leader lock)
+	read      *sqlx.DB // checkpoint reads
 	batchSize int
 	logger    *slog.Logger
 	lockRetry time.Duration
@@ -92,7 +94,7 @@ func (s *storeSubscriber) run(ctx context.Context, name string, out chan<- *mess
 // follow feeds batches from the stored checkpoint on, until ctx ends, an
 // error, or a rebuild (errRebuilt).
 func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *message.Message) error {
-	cp, err := loadCheckpoint(ctx, s.db, name)
+	cp, err := loadCheckpoint(ctx, s.read, name)
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
@@ -147,7 +149,7 @@ func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *m
 			}
 			break
 		}
-		now, err := loadCheckpoint(ctx, s.db, name)
+		now, err := loadCheckpoint(ctx, s.read, name)
 		if err != nil {
 			return fmt.Errorf("read checkpoint: %w", err)
 		}
@@ -166,7 +168,7 @@ func (s *storeSubscriber) watchGeneration(ctx context.Context, name string, gen 
 			return
 		case <-t.C:
 		}
-		cp, err := loadCheckpoint(ctx, s.db, name)
+		cp, err := loadCheckpoint(ctx, s.read, name)
 		if err == nil && cp.Generation != gen {
 			cancel(errRebuilt)
 			return
@@ -188,7 +190,19 @@ func (s *storeSubscriber) Close() error {
 // acquireLeader blocks until this process holds the projection's advisory
 // lock, or ctx ends. The lock lives on a dedicated connection and goes away
 // with it, so a crashed instance frees its projections at once.
+//
+// On SQLite it takes nothing and returns at once. SQLite has no lock that
+// outlives a transaction and dies with its holder, and the write handle is a
+// single connection that a held lock would pin. Leadership is only an
+// economy anyway: correctness comes from applyBatch, which re-reads the
+// checkpoint inside its write transaction (exclusive on SQLite) and skips
+// what is already applied. So two runners on one file, in one process or
+// several, both follow the log and one of them wastes the work of a batch
+// the other already applied; the tables stay exact.
 func acquireLeader(ctx context.Context, db *sqlx.DB, name string, retry time.Duration) (func(), error) {
+	if dialect.IsSQLite(db) {
+		return func() {}, nil
+	}
 	for {
 		conn, err := db.Conn(ctx)
 		if err == nil {

@@ -2,9 +2,9 @@ package webhooks_test
 
 // Black-box tests of the webhook management API, the deliveries API and the
 // event feed. Every test starts a complete server (apptest.Start: its own
-// PostgreSQL schema, real signed tokens) and talks to it over HTTP; webhook
-// endpoints are real HTTP servers on loopback, and signatures are checked
-// with the Standard Webhooks library, not with our own code.
+// database on the test backend, real signed tokens) and talks to it over
+// HTTP; webhook endpoints are real HTTP servers on loopback, and signatures
+// are checked with the Standard Webhooks library, not with our own code.
 
 import (
 	"bytes"

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/internal/dialect"
 )
 
 // DefaultSchedule is the wait before each retry, measured from the failure
@@ -76,8 +78,14 @@ func (c *DispatcherConfig) setDefaults() {
 
 // Dispatcher sends due deliveries and records the outcome. Several
 // dispatchers (in several instances) work side by side: a delivery is
-// claimed with FOR UPDATE SKIP LOCKED and an expiring lease, so it is sent
+// claimed with an expiring lease, in a transaction that excludes the other
+// claimers (FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite the claim is a
+// write transaction, and the file has one writer at a time), so it is sent
 // by one of them at a time.
+//
+// On SQLite db must be the file's writer handle (one connection); the
+// dispatcher only ever uses it for one short transaction at a time and
+// holds no transaction while sending.
 type Dispatcher struct {
 	db  *sqlx.DB
 	cfg DispatcherConfig
@@ -179,8 +187,18 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if err := customPlans(ctx, tx); err != nil {
-		return nil, err
+	// On PostgreSQL several dispatchers claim at once: rows are locked
+	// (SKIP LOCKED) and times are the database's. On SQLite this
+	// transaction began IMMEDIATE on the file's one writer, so it excludes
+	// every other writer, in this process and in others: plain reads are
+	// enough, and the times come from this machine's clock, the one every
+	// process sharing the file uses.
+	sqlite := dialect.IsSQLite(tx)
+	now := dbNow()
+	if !sqlite {
+		if err := customPlans(ctx, tx); err != nil {
+			return nil, err
+		}
 	}
 	var cands []claimed
 	// The inner query walks the due index in order and stops after n rows,
@@ -188,25 +206,38 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	// columns (payload) fetched. It needs no webhook condition: deliveries
 	// of inactive or deleted webhooks are paused (next_attempt_at NULL) and
 	// are not in the due index.
-	err = tx.SelectContext(ctx, &cands, `
-		SELECT d.id, d.webhook_id, d.event_id, d.payload, d.attempts, w.url, w.secret, w.consecutive_failures
-		FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-		WHERE d.id IN (
-			SELECT x.id FROM webhook_deliveries x
-			WHERE x.status = 'pending' AND x.next_attempt_at <= now()
-			  AND (x.lease_expires_at IS NULL OR x.lease_expires_at < now())
-			ORDER BY x.next_attempt_at
-			LIMIT $1
-			FOR UPDATE OF x SKIP LOCKED)`, n)
+	if sqlite {
+		err = tx.SelectContext(ctx, &cands, `
+			SELECT d.id, d.webhook_id, d.event_id, d.payload, d.attempts, w.url, w.secret, w.consecutive_failures
+			FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+			WHERE d.id IN (
+				SELECT x.id FROM webhook_deliveries x
+				WHERE x.status = 'pending' AND x.next_attempt_at <= $2
+				  AND (x.lease_expires_at IS NULL OR x.lease_expires_at < $2)
+				ORDER BY x.next_attempt_at
+				LIMIT $1)`, n, now)
+	} else {
+		err = tx.SelectContext(ctx, &cands, `
+			SELECT d.id, d.webhook_id, d.event_id, d.payload, d.attempts, w.url, w.secret, w.consecutive_failures
+			FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+			WHERE d.id IN (
+				SELECT x.id FROM webhook_deliveries x
+				WHERE x.status = 'pending' AND x.next_attempt_at <= now()
+				  AND (x.lease_expires_at IS NULL OR x.lease_expires_at < now())
+				ORDER BY x.next_attempt_at
+				LIMIT $1
+				FOR UPDATE OF x SKIP LOCKED)`, n)
+	}
 	if err != nil || len(cands) == 0 {
 		return nil, err
 	}
 	// Lock the candidates' webhooks and read their state afresh: the
 	// recorder updates the same rows in the transaction that ends an
 	// attempt, so a webhook cannot be switched off, or an attempt end,
-	// between this check and our lease. A webhook the recorder holds right
-	// now is skipped this round (SKIP LOCKED) rather than waited for: the
-	// two transactions lock deliveries and webhooks in opposite orders.
+	// between this check and our lease. On PostgreSQL a webhook the
+	// recorder holds right now is skipped this round (SKIP LOCKED) rather
+	// than waited for: the two transactions lock deliveries and webhooks in
+	// opposite orders. (On SQLite the recorder cannot be in between.)
 	var hookIDs []string
 	seen := map[string]bool{}
 	for _, c := range cands {
@@ -215,13 +246,21 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 			hookIDs = append(hookIDs, c.WebhookID)
 		}
 	}
+	inHooks, hooksArg, err := inList(tx, "id", 1, hookIDs)
+	if err != nil {
+		return nil, err
+	}
+	lock := ` ORDER BY id FOR UPDATE SKIP LOCKED`
+	if sqlite {
+		lock = ``
+	}
 	var states []struct {
 		ID       string `db:"id"`
 		Active   bool   `db:"active"`
 		Failures int    `db:"consecutive_failures"`
 	}
 	if err := tx.SelectContext(ctx, &states, `SELECT id, active AND deleted_at IS NULL AS active, consecutive_failures
-		FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED`, hookIDs); err != nil {
+		FROM webhooks WHERE `+inHooks+lock, hooksArg); err != nil {
 		return nil, err
 	}
 	active := map[string]bool{}
@@ -234,9 +273,17 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	}
 	busy := map[string]bool{}
 	if len(probing) > 0 {
+		inProbing, probingArg, err := inList(tx, "webhook_id", 1, probing)
+		if err != nil {
+			return nil, err
+		}
+		unexpired, args := `lease_expires_at > now()`, []any{probingArg}
+		if sqlite {
+			unexpired, args = `lease_expires_at > $2`, append(args, now)
+		}
 		var inFlight []string
 		if err := tx.SelectContext(ctx, &inFlight, `SELECT DISTINCT webhook_id FROM webhook_deliveries
-			WHERE webhook_id = ANY($1) AND lease_owner IS NOT NULL AND status = 'pending' AND lease_expires_at > now()`, probing); err != nil {
+			WHERE `+inProbing+` AND lease_owner IS NOT NULL AND status = 'pending' AND `+unexpired, args...); err != nil {
 			return nil, err
 		}
 		for _, id := range inFlight {
@@ -265,8 +312,18 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond'
-		WHERE id = ANY($3)`, d.cfg.Owner, d.cfg.Lease.Milliseconds(), ids); err != nil {
+	inIDs, idsArg, err := inList(tx, "id", 3, ids)
+	if err != nil {
+		return nil, err
+	}
+	if sqlite {
+		_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = $2
+			WHERE `+inIDs, d.cfg.Owner, now.Add(d.cfg.Lease), idsArg)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond'
+			WHERE `+inIDs, d.cfg.Owner, d.cfg.Lease.Milliseconds(), idsArg)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return chosen, tx.Commit()
@@ -393,6 +450,51 @@ func (d *Dispatcher) recordBatch(batch []result) error {
 		}
 		rows = append(rows, o)
 	}
+	tx, err := d.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	now := dbNow()
+	if dialect.IsSQLite(tx) {
+		err = recordAttemptsSQLite(ctx, tx, rows, d.cfg.Owner, now)
+	} else {
+		err = recordAttemptsPostgres(ctx, tx, rows, d.cfg.Owner)
+	}
+	if err != nil {
+		return fmt.Errorf("record attempts: %w", err)
+	}
+	// Built here rather than in SQL: SQLite has no format().
+	reason := fmt.Sprintf("%d consecutive failed delivery attempts", d.cfg.DeactivateAfter)
+	for _, id := range order {
+		t := perWebhook[id]
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE webhooks SET
+				consecutive_failures = CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END,
+				active = active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) < $4,
+				deactivated_at = CASE WHEN active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) >= $4 THEN $5 ELSE deactivated_at END,
+				deactivation_reason = CASE WHEN active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) >= $4
+					THEN $6 ELSE deactivation_reason END,
+				updated_at = $5
+			WHERE id = $1`, id, t.succeeded > 0, t.failuresAfterLastSuccess, d.cfg.DeactivateAfter, now, reason); err != nil {
+			return fmt.Errorf("update webhook %s: %w", id, err)
+		}
+		if t.failuresAfterLastSuccess > 0 {
+			if err := pauseIfInactive(ctx, tx, id, now); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+// recordAttemptsPostgres logs the attempts and updates their deliveries in
+// one statement. An outcome only changes a delivery whose lease this
+// dispatcher still holds; the attempt is logged either way.
+func recordAttemptsPostgres(ctx context.Context, tx *sqlx.Tx, rows []outcomeRow, owner string) error {
+	if err := customPlans(ctx, tx); err != nil {
+		return err
+	}
 	n := len(rows)
 	var (
 		ids, statuses   = make([]string, n), make([]string, n)
@@ -412,17 +514,9 @@ func (d *Dispatcher) recordBatch(batch []result) error {
 		}
 		errs[i], responses[i], ats[i], durations[i], delivered[i] = o.Error, o.Response, o.At, o.DurationMS, o.Delivered
 	}
-	tx, err := d.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := customPlans(ctx, tx); err != nil {
-		return err
-	}
 	// Parallel arrays, and "d.id = ANY($1)" so the deliveries are reached
 	// through their primary key whatever the table's size.
-	if _, err := tx.ExecContext(ctx, `
+	_, err := tx.ExecContext(ctx, `
 		WITH o AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::int[], $6::text[],
 				$7::timestamptz[], $8::double precision[], $9::text[], $10::bool[])
@@ -437,29 +531,42 @@ func (d *Dispatcher) recordBatch(batch []result) error {
 			delivered_at = CASE WHEN o.delivered THEN o.at ELSE d.delivered_at END,
 			lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 		FROM o WHERE d.id = o.id AND d.id = ANY($1) AND d.lease_owner = $11`,
-		ids, statuses, attempts, nexts, codes, errs, ats, durations, responses, delivered, d.cfg.Owner); err != nil {
-		return fmt.Errorf("record attempts: %w", err)
+		ids, statuses, attempts, nexts, codes, errs, ats, durations, responses, delivered, owner)
+	return err
+}
+
+// recordAttemptsSQLite does what recordAttemptsPostgres does with two
+// prepared statements run per outcome (no unnest in SQLite; in-process
+// statements are cheap).
+func recordAttemptsSQLite(ctx context.Context, tx *sqlx.Tx, rows []outcomeRow, owner string, now time.Time) error {
+	logAttempt, err := tx.PrepareContext(ctx, `INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, duration_ms, error, response_excerpt)
+		VALUES ($1, $2, $3, $4, $5, $6)`)
+	if err != nil {
+		return err
 	}
-	for _, id := range order {
-		t := perWebhook[id]
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE webhooks SET
-				consecutive_failures = CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END,
-				active = active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) < $4,
-				deactivated_at = CASE WHEN active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) >= $4 THEN now() ELSE deactivated_at END,
-				deactivation_reason = CASE WHEN active AND (CASE WHEN $2 THEN $3 ELSE consecutive_failures + $3 END) >= $4
-					THEN format('%s consecutive failed delivery attempts', $4) ELSE deactivation_reason END,
-				updated_at = now()
-			WHERE id = $1`, id, t.succeeded > 0, t.failuresAfterLastSuccess, d.cfg.DeactivateAfter); err != nil {
-			return fmt.Errorf("update webhook %s: %w", id, err)
+	defer logAttempt.Close()
+	update, err := tx.PrepareContext(ctx, `UPDATE webhook_deliveries SET
+			status = $2, attempts = $3, next_attempt_at = $4, last_status_code = $5, last_error = $6,
+			delivered_at = COALESCE($7, delivered_at),
+			lease_owner = NULL, lease_expires_at = NULL, updated_at = $8
+		WHERE id = $1 AND lease_owner = $9`)
+	if err != nil {
+		return err
+	}
+	defer update.Close()
+	for _, o := range rows {
+		if _, err := logAttempt.ExecContext(ctx, o.ID, o.At, o.StatusCode, o.DurationMS, o.Error, o.Response); err != nil {
+			return err
 		}
-		if t.failuresAfterLastSuccess > 0 {
-			if err := pauseIfInactive(ctx, tx, id); err != nil {
-				return err
-			}
+		var deliveredAt *time.Time
+		if o.Delivered {
+			deliveredAt = &o.At
+		}
+		if _, err := update.ExecContext(ctx, o.ID, o.Status, o.Attempts, o.NextAttemptAt, o.StatusCode, o.Error, deliveredAt, now, owner); err != nil {
+			return err
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 func failureMessage(a Attempt) string {
@@ -472,10 +579,10 @@ func failureMessage(a Attempt) string {
 // pauseIfInactive takes the pending deliveries of a webhook that is not
 // active off the schedule (next_attempt_at NULL) so dispatchers never look
 // at them; reactivation puts them back (Store.Update).
-func pauseIfInactive(ctx context.Context, tx *sqlx.Tx, webhookID string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = NULL, updated_at = now()
+func pauseIfInactive(ctx context.Context, tx *sqlx.Tx, webhookID string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = NULL, updated_at = $2
 		WHERE webhook_id = $1 AND status = 'pending' AND lease_owner IS NULL AND next_attempt_at IS NOT NULL
-		  AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = $1 AND NOT (w.active AND w.deleted_at IS NULL))`, webhookID)
+		  AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = $1 AND NOT (w.active AND w.deleted_at IS NULL))`, webhookID, now)
 	if err != nil {
 		return fmt.Errorf("pause deliveries of %s: %w", webhookID, err)
 	}

@@ -2,12 +2,14 @@ package webhooks
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/internal/testdb"
 )
 
@@ -56,10 +58,20 @@ func seedDeliveries(t *testing.T, s *testdb.Schema, url string, n int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.DB.Exec(`INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
-		SELECT 'dlv_' || i, $1, 'org_d', 'evt_' || i, 'lead.created', '{"n":' || i || '}', 'pending', now(), now(), now()
-		FROM generate_series(1, $2) AS i`, w.ID, n)
+	tx, err := s.DB.Beginx()
 	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	now := dbNow()
+	for i := 1; i <= n; i++ {
+		if _, err := tx.Exec(`INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
+			VALUES ($1, $2, 'org_d', $3, 'lead.created', $4, 'pending', $5, $5, $5)`,
+			fmt.Sprintf("dlv_%d", i), w.ID, fmt.Sprintf("evt_%d", i), fmt.Sprintf(`{"n":%d}`, i), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	return w.ID
@@ -103,8 +115,19 @@ func TestTwoDispatchersNeverSendTwice(t *testing.T) {
 	const n = 300
 	seedDeliveries(t, s, ep.URL, n)
 	sender := NewSender(SenderConfig{AllowPrivate: true})
+	// On SQLite the second dispatcher has its own writer on the same file,
+	// as another process would: only the file's write lock keeps them apart.
+	other := s.DB
+	if s.SQLite {
+		db, err := sqlite.OpenDB(context.Background(), s.Name, sqlite.DBOptions{Synchronous: "NORMAL"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		other = db.Write
+	}
 	a := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Concurrency: 8, PollInterval: 5 * time.Millisecond})
-	b := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Concurrency: 8, PollInterval: 5 * time.Millisecond})
+	b := NewDispatcher(other, DispatcherConfig{Sender: sender, Concurrency: 8, PollInterval: 5 * time.Millisecond})
 	stopA, stopB := runDispatcher(a), runDispatcher(b)
 	eventually(t, "every delivery delivered", func() bool { return statusCount(t, s, StatusDelivered) == n })
 	stopA()

@@ -13,6 +13,7 @@ import (
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore"
+	"github.com/salesos/salesos/internal/dialect"
 )
 
 // FanOutName is the fan-out's checkpoint key (see projections: renaming it
@@ -35,7 +36,11 @@ func (FanOut) Name() string { return FanOutName }
 // deliveries already made are history, and re-sending every event to every
 // endpoint on a rebuild would be a surprise to every receiver.
 func (FanOut) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	_, err := tx.ExecContext(ctx, `TRUNCATE event_feed`)
+	q := `TRUNCATE event_feed`
+	if dialect.IsSQLite(tx) {
+		q = `DELETE FROM event_feed` // SQLite has no TRUNCATE
+	}
+	_, err := tx.ExecContext(ctx, q)
 	return err
 }
 
@@ -90,16 +95,20 @@ func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Reco
 			orgList = append(orgList, p.row.OrgID)
 		}
 	}
+	inOrgs, orgsArg, err := inList(tx, "org_id", 1, orgList)
+	if err != nil {
+		return err
+	}
 	var subs []subscription
-	if err := tx.SelectContext(ctx, &subs, `SELECT id, org_id, to_json(events) AS events FROM webhooks
-		WHERE org_id = ANY($1) AND active AND deleted_at IS NULL`, orgList); err != nil {
+	if err := tx.SelectContext(ctx, &subs, `SELECT id, org_id, `+eventsColumn(tx)+` FROM webhooks
+		WHERE `+inOrgs+` AND active AND deleted_at IS NULL`, orgsArg); err != nil {
 		return fmt.Errorf("load webhooks: %w", err)
 	}
 	byOrg := map[string][]subscription{}
 	for _, s := range subs {
 		byOrg[s.OrgID] = append(byOrg[s.OrgID], s)
 	}
-	now := time.Now().UTC()
+	now := dbNow()
 	feed := make([]feedRow, 0, len(payloads))
 	var deliveries []deliveryRow
 	for _, p := range payloads {
@@ -112,6 +121,9 @@ func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Reco
 				})
 			}
 		}
+	}
+	if dialect.IsSQLite(tx) {
+		return insertFanOutSQLite(ctx, tx, feed, deliveries)
 	}
 	raw, err := json.Marshal(feed)
 	if err != nil {
@@ -136,6 +148,38 @@ func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Reco
 		FROM json_to_recordset($1::json) AS x(id text, webhook_id text, org_id text, event_id text, event_type text, payload text, now timestamptz)
 		ON CONFLICT (webhook_id, event_id) DO NOTHING`, string(raw)); err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
+	}
+	return nil
+}
+
+// insertFanOutSQLite writes the rows one statement each: SQLite has no
+// json_to_recordset, and a prepared statement run in-process per row costs
+// about what one set-based statement does.
+func insertFanOutSQLite(ctx context.Context, tx *sqlx.Tx, feed []feedRow, deliveries []deliveryRow) error {
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO event_feed (position, event_id, org_id, type, occurred_at, payload)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (position) DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("insert event feed: %w", err)
+	}
+	defer ins.Close()
+	for _, f := range feed {
+		if _, err := ins.ExecContext(ctx, f.Position, f.EventID, f.OrgID, f.Type, f.OccurredAt.UTC(), f.Payload); err != nil {
+			return fmt.Errorf("insert event feed: %w", err)
+		}
+	}
+	if len(deliveries) == 0 {
+		return nil
+	}
+	ins, err = tx.PrepareContext(ctx, `INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7) ON CONFLICT (webhook_id, event_id) DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("insert deliveries: %w", err)
+	}
+	defer ins.Close()
+	for _, d := range deliveries {
+		if _, err := ins.ExecContext(ctx, d.ID, d.WebhookID, d.OrgID, d.EventID, d.EventType, d.Payload, d.Now); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
 	}
 	return nil
 }

@@ -14,11 +14,12 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/internal/dialect"
 	"github.com/salesos/salesos/projections"
 )
 
-// stringList scans a JSON array of strings (select text[] columns with
-// to_json so they read the same through any driver).
+// stringList scans a JSON array of strings: webhooks.events as SQLite
+// stores it, or PostgreSQL's text[] selected with to_json.
 type stringList []string
 
 func (l *stringList) Scan(src any) error {
@@ -52,8 +53,6 @@ type Webhook struct {
 	CreatedAt           time.Time  `json:"created_at" db:"created_at"`
 	UpdatedAt           time.Time  `json:"updated_at" db:"updated_at"`
 }
-
-const webhookColumns = `id, url, to_json(events) AS events, description, active, consecutive_failures, deactivated_at, deactivation_reason, created_at, updated_at`
 
 // Delivery is one event on its way to one webhook.
 type Delivery struct {
@@ -179,10 +178,14 @@ func (s *Store) Create(ctx context.Context, orgID string, in CreateInput) (Webho
 	if err != nil {
 		return Webhook{}, err
 	}
+	events, err := eventsArg(s.DB, dedupe(in.Events))
+	if err != nil {
+		return Webhook{}, err
+	}
 	var w Webhook
 	err = s.DB.GetContext(ctx, &w, `INSERT INTO webhooks (id, org_id, url, events, description, secret, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, now(), now()) RETURNING `+webhookColumns,
-		newID("wh"), orgID, in.URL, dedupe(in.Events), in.Description, secret)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING `+webhookColumns(s.DB),
+		newID("wh"), orgID, in.URL, events, in.Description, secret, dbNow())
 	if err != nil {
 		return Webhook{}, err
 	}
@@ -193,7 +196,7 @@ func (s *Store) Create(ctx context.Context, orgID string, in CreateInput) (Webho
 // Get returns a subscription of the organization.
 func (s *Store) Get(ctx context.Context, orgID, id string) (Webhook, error) {
 	var w Webhook
-	err := s.DB.GetContext(ctx, &w, `SELECT `+webhookColumns+` FROM webhooks WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
+	err := s.DB.GetContext(ctx, &w, `SELECT `+webhookColumns(s.DB)+` FROM webhooks WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, domain.ErrNotFound
 	}
@@ -203,7 +206,7 @@ func (s *Store) Get(ctx context.Context, orgID, id string) (Webhook, error) {
 // List returns the organization's subscriptions, newest first.
 func (s *Store) List(ctx context.Context, orgID string, limit int, after *projections.Cursor) (projections.Page[Webhook], error) {
 	args := []any{orgID}
-	q := `SELECT ` + webhookColumns + ` FROM webhooks WHERE org_id = $1 AND deleted_at IS NULL`
+	q := `SELECT ` + webhookColumns(s.DB) + ` FROM webhooks WHERE org_id = $1 AND deleted_at IS NULL`
 	if after != nil {
 		q += ` AND (created_at, id) < ($2, $3)`
 		args = append(args, after.CreatedAt, after.ID)
@@ -258,16 +261,23 @@ func (s *Store) Update(ctx context.Context, orgID, id string, p Patch) (Webhook,
 		return Webhook{}, err
 	}
 	defer tx.Rollback()
+	// The row is locked until commit: PostgreSQL with FOR UPDATE; on SQLite
+	// the transaction is the file's only writer already.
+	lock := ` FOR UPDATE`
+	if dialect.IsSQLite(s.DB) {
+		lock = ``
+	}
 	var current Webhook
-	err = tx.GetContext(ctx, &current, `SELECT `+webhookColumns+` FROM webhooks WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE`, orgID, id)
+	err = tx.GetContext(ctx, &current, `SELECT `+webhookColumns(s.DB)+` FROM webhooks WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`+lock, orgID, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Webhook{}, domain.ErrNotFound
 	}
 	if err != nil {
 		return Webhook{}, err
 	}
-	set := []string{"updated_at = now()"}
-	args := []any{orgID, id}
+	now := dbNow()
+	args := []any{orgID, id, now}
+	set := []string{"updated_at = $3"}
 	add := func(expr string, v any) {
 		args = append(args, v)
 		set = append(set, fmt.Sprintf(expr, len(args)))
@@ -276,7 +286,11 @@ func (s *Store) Update(ctx context.Context, orgID, id string, p Patch) (Webhook,
 		add("url = $%d", *url)
 	}
 	if events != nil {
-		add("events = $%d", dedupe(*events))
+		v, err := eventsArg(s.DB, dedupe(*events))
+		if err != nil {
+			return Webhook{}, err
+		}
+		add("events = $%d", v)
 	}
 	if p.Description.Set {
 		add("description = $%d", desc)
@@ -286,21 +300,21 @@ func (s *Store) Update(ctx context.Context, orgID, id string, p Patch) (Webhook,
 		case p.Active.Value && !current.Active:
 			set = append(set, "active = true", "consecutive_failures = 0", "deactivated_at = NULL", "deactivation_reason = NULL")
 		case !p.Active.Value && current.Active:
-			set = append(set, "active = false", "deactivated_at = now()", "deactivation_reason = 'deactivated through the API'")
+			set = append(set, "active = false", "deactivated_at = $3", "deactivation_reason = 'deactivated through the API'")
 		}
 	}
 	var w Webhook
-	if err := tx.GetContext(ctx, &w, `UPDATE webhooks SET `+strings.Join(set, ", ")+` WHERE org_id = $1 AND id = $2 RETURNING `+webhookColumns, args...); err != nil {
+	if err := tx.GetContext(ctx, &w, `UPDATE webhooks SET `+strings.Join(set, ", ")+` WHERE org_id = $1 AND id = $2 RETURNING `+webhookColumns(s.DB), args...); err != nil {
 		return Webhook{}, err
 	}
 	if w.Active && !current.Active {
 		// Resume what waited while the webhook was off: due now.
-		if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = now(), updated_at = now()
-			WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at IS NULL`, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = $2, updated_at = $2
+			WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at IS NULL`, id, now); err != nil {
 			return Webhook{}, err
 		}
 	} else if !w.Active {
-		if err := pauseIfInactive(ctx, tx, id); err != nil {
+		if err := pauseIfInactive(ctx, tx, id, now); err != nil {
 			return Webhook{}, err
 		}
 	}
@@ -314,15 +328,16 @@ func (s *Store) Delete(ctx context.Context, orgID, id string) error {
 		return err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE webhooks SET deleted_at = now(), active = false, updated_at = now()
-		WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
+	now := dbNow()
+	res, err := tx.ExecContext(ctx, `UPDATE webhooks SET deleted_at = $3, active = false, updated_at = $3
+		WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id, now)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return domain.ErrNotFound
 	}
-	if err := pauseIfInactive(ctx, tx, id); err != nil {
+	if err := pauseIfInactive(ctx, tx, id, now); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -335,8 +350,8 @@ func (s *Store) RotateSecret(ctx context.Context, orgID, id string) (Webhook, er
 		return Webhook{}, err
 	}
 	var w Webhook
-	err = s.DB.GetContext(ctx, &w, `UPDATE webhooks SET secret = $3, updated_at = now()
-		WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING `+webhookColumns, orgID, id, secret)
+	err = s.DB.GetContext(ctx, &w, `UPDATE webhooks SET secret = $3, updated_at = $4
+		WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING `+webhookColumns(s.DB), orgID, id, secret, dbNow())
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, domain.ErrNotFound
 	}
@@ -393,9 +408,14 @@ func (s *Store) GetDelivery(ctx context.Context, orgID, webhookID, id string) (D
 	return d, err
 }
 
-// dueIfActive schedules a re-queued delivery now, or leaves it paused
-// (NULL) while its webhook is off; reactivation makes it due.
-const dueIfActive = `(SELECT CASE WHEN w.active THEN now() END FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id)`
+// dueIfActive schedules a re-queued delivery at the time in parameter n
+// (now), or leaves it paused (NULL) while its webhook is off; reactivation
+// makes it due. The CAST gives PostgreSQL the parameter's type, which a
+// lone CASE branch does not; SQLite keeps the integer microseconds as they
+// are (the type name gives NUMERIC affinity).
+func dueIfActive(n int) string {
+	return fmt.Sprintf(`(SELECT CASE WHEN w.active THEN CAST($%d AS TIMESTAMPTZ) END FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id)`, n)
+}
 
 // Retry makes a delivery due now, whatever its status: a failed one that
 // had used up its schedule gets one more attempt, a delivered one is sent
@@ -406,9 +426,9 @@ func (s *Store) Retry(ctx context.Context, orgID, webhookID, id string) (Deliver
 	}
 	var d Delivery
 	err := s.DB.GetContext(ctx, &d, `UPDATE webhook_deliveries
-		SET status = 'pending', next_attempt_at = `+dueIfActive+`, delivered_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+		SET status = 'pending', next_attempt_at = `+dueIfActive(4)+`, delivered_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
 		WHERE org_id = $1 AND webhook_id = $2 AND id = $3
-		RETURNING `+deliveryColumns, orgID, webhookID, id)
+		RETURNING `+deliveryColumns, orgID, webhookID, id, dbNow())
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, domain.ErrNotFound
 	}
@@ -422,8 +442,8 @@ func (s *Store) Recover(ctx context.Context, orgID, webhookID string, since time
 		return 0, err
 	}
 	res, err := s.DB.ExecContext(ctx, `UPDATE webhook_deliveries
-		SET status = 'pending', next_attempt_at = `+dueIfActive+`, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-		WHERE org_id = $1 AND webhook_id = $2 AND status = 'failed' AND created_at >= $3 AND event_type <> $4`, orgID, webhookID, since, TestEventType)
+		SET status = 'pending', next_attempt_at = `+dueIfActive(5)+`, lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
+		WHERE org_id = $1 AND webhook_id = $2 AND status = 'failed' AND created_at >= $3 AND event_type <> $4`, orgID, webhookID, since, TestEventType, dbNow())
 	if err != nil {
 		return 0, err
 	}
@@ -443,7 +463,8 @@ func (s *Store) Feed(ctx context.Context, orgID string, after int64, patterns []
 	q := `SELECT position, payload FROM event_feed WHERE org_id = $1 AND position > $2`
 	if len(patterns) > 0 && !slices.Contains(patterns, "*") {
 		// The same patterns as subscriptions: an exact type or "<prefix>.*".
-		// Prefixes are matched with starts_with, never as LIKE patterns.
+		// Prefixes are compared as plain text (starts_with, or substr on
+		// SQLite), never as LIKE patterns.
 		var exact, prefixes []string
 		for _, p := range patterns {
 			if prefix, ok := strings.CutSuffix(p, ".*"); ok {
@@ -452,8 +473,23 @@ func (s *Store) Feed(ctx context.Context, orgID string, after int64, patterns []
 				exact = append(exact, p)
 			}
 		}
-		args = append(args, exact, prefixes)
-		q += ` AND (type = ANY($3) OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p WHERE starts_with(type, p)))`
+		if dialect.IsSQLite(s.DB) {
+			e, err := jsonList(exact)
+			if err != nil {
+				return nil, false, err
+			}
+			p, err := jsonList(prefixes)
+			if err != nil {
+				return nil, false, err
+			}
+			// event_feed.type, qualified: json_each has a column named type.
+			args = append(args, e, p)
+			q += ` AND (event_feed.type IN (SELECT value FROM json_each($3))
+				OR EXISTS (SELECT 1 FROM json_each($4) AS p WHERE substr(event_feed.type, 1, length(p.value)) = p.value))`
+		} else {
+			args = append(args, exact, prefixes)
+			q += ` AND (type = ANY($3) OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p WHERE starts_with(type, p)))`
+		}
 	}
 	q += fmt.Sprintf(` ORDER BY position LIMIT %d`, limit+1)
 	var rows []FeedItem
@@ -485,7 +521,7 @@ func (s *Store) SendTest(ctx context.Context, sender *Sender, orgID, id string) 
 	if err != nil {
 		return Delivery{}, err
 	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	now := dbNow()
 	var p Payload
 	p.ID, p.Type, p.OccurredAt, p.OrgID = newID("evt"), TestEventType, now, orgID
 	p.Data.Object = map[string]string{"webhook_id": id, "message": "This is a test event from SalesOS."}
@@ -513,6 +549,10 @@ func (s *Store) SendTest(ctx context.Context, sender *Sender, orgID, id string) 
 	if a.ResponseExcerpt != "" {
 		excerpt = &a.ResponseExcerpt
 	}
+	var deliveredAt *time.Time
+	if status == StatusDelivered {
+		deliveredAt = &now
+	}
 	deliveryID := newID("dlv")
 	tx, err := s.DB.BeginTxx(ctx, nil)
 	if err != nil {
@@ -521,8 +561,8 @@ func (s *Store) SendTest(ctx context.Context, sender *Sender, orgID, id string) 
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, attempts,
 			last_status_code, last_error, created_at, updated_at, delivered_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $10, CASE WHEN $7 = 'delivered' THEN $10::timestamptz END)`,
-		deliveryID, id, orgID, p.ID, TestEventType, string(body), status, code, errText, now); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $10, $11)`,
+		deliveryID, id, orgID, p.ID, TestEventType, string(body), status, code, errText, now, deliveredAt); err != nil {
 		return Delivery{}, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, duration_ms, error, response_excerpt)

@@ -18,7 +18,6 @@ import (
 
 	"github.com/salesos/salesos/app"
 	"github.com/salesos/salesos/auth"
-	"github.com/salesos/salesos/migrations"
 	"github.com/salesos/salesos/projections"
 )
 
@@ -97,7 +96,7 @@ func serve() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	log.Info("salesos listening", "addr", ln.Addr().String(), "version", version, "env", cfg.Env)
+	log.Info("salesos listening", "addr", ln.Addr().String(), "version", version, "env", cfg.Env, "database", a.DatabaseName())
 	if a.DevIssuer != nil {
 		base := strings.TrimSuffix(a.DevIssuer.Issuer(), "/_dev/oidc")
 		fmt.Fprintf(os.Stderr, `
@@ -118,12 +117,12 @@ func migrate() error {
 		return err
 	}
 	ctx := context.Background()
-	db, err := app.OpenDB(ctx, cfg.DatabaseURL)
+	db, err := app.OpenDatabase(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	res, err := migrations.Apply(ctx, db)
+	res, err := db.Migrate(ctx)
 	if err != nil {
 		return err
 	}
@@ -143,7 +142,7 @@ func devToken(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := app.ConfigFromEnvForTools()
+	cfg, err := app.ConfigFromEnv()
 	if err != nil {
 		return err
 	}

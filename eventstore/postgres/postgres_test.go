@@ -16,7 +16,7 @@ import (
 
 func TestConformance(t *testing.T) {
 	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
-		db := testdb.New(t)
+		db := testdb.NewPostgres(t)
 		s, err := postgres.New(context.Background(), db.DB, postgres.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -29,7 +29,7 @@ func TestConformance(t *testing.T) {
 // store on the same database (LISTEN/NOTIFY), not by its poll: the poll is
 // set to an hour here.
 func TestWakeUpAcrossProcesses(t *testing.T) {
-	db := testdb.New(t)
+	db := testdb.NewPostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	writer, err := postgres.New(ctx, db.DB, postgres.Options{})
@@ -80,7 +80,7 @@ func TestWakeUpAcrossProcesses(t *testing.T) {
 
 // Appends after Close fail at once; none may hang on a writer that is gone.
 func TestAppendAfterCloseFails(t *testing.T) {
-	db := testdb.New(t)
+	db := testdb.NewPostgres(t)
 	s, err := postgres.New(context.Background(), db.DB, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)

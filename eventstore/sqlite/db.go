@@ -158,6 +158,13 @@ func dsn(path string, opts DBOptions, readOnly bool) string {
 	q.Set("_busy_timeout", strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10))
 	q.Set("_foreign_keys", "1")
 	q.Set("_synchronous", opts.Synchronous)
+	// time.Time values are stored as integer microseconds since the epoch
+	// (UTC) and read back from TIMESTAMP columns as time.Time: integers
+	// compare and sort chronologically whatever the process's time zone.
+	// The query tables rely on it (migrations/sqlite/0002_read_models.sql);
+	// the events table keeps its own fixed-width text form.
+	q.Set("_time_integer_format", "unix_micro")
+	q.Set("_inttotime", "1")
 	if readOnly {
 		q.Set("_query_only", "1")
 	} else {

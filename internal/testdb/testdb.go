@@ -1,10 +1,11 @@
-// Package testdb gives each test its own freshly migrated PostgreSQL schema,
-// so every test can run in parallel against the real database.
+// Package testdb gives each test its own freshly migrated database, so every
+// test can run in parallel: a PostgreSQL schema, or, when the test binary
+// runs on the SQLite backend (BackendEnv=sqlite), a SQLite file of its own.
 //
-// The server comes from SALESOS_TEST_DATABASE_URL (default: the local
-// PostgreSQL on 127.0.0.1:5432, database "test"). Database tests are never
-// skipped: an unreachable server fails the test, so CI can not go green
-// without having run them.
+// The PostgreSQL server comes from SALESOS_TEST_DATABASE_URL (default: the
+// local PostgreSQL on 127.0.0.1:5432, database "test"). Database tests are
+// never skipped: an unreachable server fails the test, so CI can not go
+// green without having run them.
 package testdb
 
 import (
@@ -13,14 +14,30 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/migrations"
 )
+
+// BackendEnv selects the backend a test binary runs on: "postgres"
+// (default), "esdb" (EventStoreDB as the event store, PostgreSQL for the
+// rest) or "sqlite" (everything in one SQLite file, the embedded default).
+// testdb.RerunOn re-runs a suite with another backend.
+const BackendEnv = "SALESOS_TEST_BACKEND"
+
+// Backend is the backend this test binary runs on.
+func Backend() string {
+	if b := os.Getenv(BackendEnv); b != "" {
+		return b
+	}
+	return "postgres"
+}
 
 // DefaultURL is used when SALESOS_TEST_DATABASE_URL is not set.
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -33,26 +50,66 @@ func BaseURL() string {
 	return DefaultURL
 }
 
-// Schema is one test's private schema.
+// Schema is one test's private database: a PostgreSQL schema or a SQLite
+// file.
 type Schema struct {
 	Name string
-	URL  string // BaseURL with search_path set to the schema
-	DB   *sqlx.DB
+	// URL is SALESOS_DATABASE_URL for a server on this database: BaseURL
+	// with search_path set to the schema, or sqlite://<file>.
+	URL string
+	// DB is where writes go: the schema's pool, or the SQLite file's single
+	// writer connection.
+	DB *sqlx.DB
+	// Read is where queries may go: DB itself on PostgreSQL, the read-only
+	// pool on SQLite.
+	Read *sqlx.DB
+	// SQLite is set when the database is a SQLite file.
+	SQLite bool
 }
 
-// New creates an empty schema, applies every migration to it and drops it
-// when the test ends.
+// New creates an empty database on the test binary's backend, applies every
+// migration to it and removes it when the test ends.
 func New(t testing.TB) *Schema {
 	t.Helper()
-	s := NewEmpty(t)
+	if Backend() == "sqlite" {
+		s := NewEmpty(t)
+		if _, err := migrations.ApplySQLite(context.Background(), s.DB); err != nil {
+			t.Fatalf("testdb: migrate %s: %v", s.Name, err)
+		}
+		return s
+	}
+	return NewPostgres(t)
+}
+
+// NewPostgres creates and migrates a PostgreSQL schema whatever the
+// backend (for tests of PostgreSQL-only code).
+func NewPostgres(t testing.TB) *Schema {
+	t.Helper()
+	s := NewEmptyPostgres(t)
 	if _, err := migrations.Apply(context.Background(), s.DB); err != nil {
 		t.Fatalf("testdb: migrate %s: %v", s.Name, err)
 	}
 	return s
 }
 
-// NewEmpty creates a schema without applying migrations.
+// NewEmpty creates a database on the test binary's backend without
+// applying migrations (a server started on it migrates it itself).
 func NewEmpty(t testing.TB) *Schema {
+	t.Helper()
+	if Backend() != "sqlite" {
+		return NewEmptyPostgres(t)
+	}
+	path := filepath.Join(t.TempDir(), "salesos.db")
+	db, err := sqlite.OpenDB(context.Background(), path, sqlite.DBOptions{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &Schema{Name: path, URL: "sqlite://" + path, DB: db.Write, Read: db.Read, SQLite: true}
+}
+
+// NewEmptyPostgres creates a PostgreSQL schema without applying migrations.
+func NewEmptyPostgres(t testing.TB) *Schema {
 	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -86,7 +143,7 @@ func NewEmpty(t testing.TB) *Schema {
 		}
 		admin.Close()
 	})
-	return &Schema{Name: name, URL: u, DB: db}
+	return &Schema{Name: name, URL: u, DB: db, Read: db}
 }
 
 // WithSearchPath returns a connection URL whose sessions use the schema.

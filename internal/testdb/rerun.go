@@ -1,4 +1,4 @@
-package apptest
+package testdb
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// RerunOn runs this test binary again with the event store set to backend,
+// RerunOn runs this test binary again with BackendEnv set to backend,
 // so one suite covers every backend without a copy of its tests. Call it
 // from one test per package; in the child run it does nothing.
 func RerunOn(t *testing.T, backend string) {

@@ -1,0 +1,193 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/salesos/salesos/internal/testdb"
+)
+
+func newStore(t *testing.T) (*Store, context.Context) {
+	t.Helper()
+	s := testdb.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return &Store{DB: s.DB}, ctx
+}
+
+// age moves a key's creation back in time, as if it had been claimed d ago.
+func age(t *testing.T, ctx context.Context, s *Store, org, key string, d time.Duration) {
+	t.Helper()
+	res, err := s.DB.ExecContext(ctx, `UPDATE idempotency_keys SET created_at = $3 WHERE org_id = $1 AND key = $2`, org, key, time.Now().UTC().Add(-d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("age %s/%s: %d rows", org, key, n)
+	}
+}
+
+func mustClaim(t *testing.T, ctx context.Context, s *Store, org, key, fp string) {
+	t.Helper()
+	r, err := s.Begin(ctx, org, key, fp)
+	if err != nil || r != nil {
+		t.Fatalf("Begin(%s, %s) = %+v, %v; want to own the key", org, key, r, err)
+	}
+}
+
+func TestCompletedResponseIsReplayed(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	fp := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Ada"}`))
+	mustClaim(t, ctx, s, "org_a", "k1", fp)
+	// A body that is not text: every byte must come back.
+	body := []byte{'{', 0, 0xff, 0xfe, '\n', '}'}
+	h := http.Header{"Content-Type": {"application/json"}, "Location": {"/v1/leads/lead_1"}, "Etag": {`"1"`}}
+	if err := s.Complete(ctx, "org_a", "k1", Response{Status: 201, Header: h, Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := s.Begin(ctx, "org_a", "k1", fp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil || got.Status != 201 || !bytes.Equal(got.Body, body) || !reflect.DeepEqual(got.Header, h) {
+			t.Fatalf("replay = %+v", got)
+		}
+	}
+	// A response without body or headers replays as such.
+	mustClaim(t, ctx, s, "org_a", "k2", fp)
+	if err := s.Complete(ctx, "org_a", "k2", Response{Status: 204}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Begin(ctx, "org_a", "k2", fp)
+	if err != nil || got == nil || got.Status != 204 || len(got.Body) != 0 || len(got.Header) != 0 {
+		t.Fatalf("empty replay = %+v, %v", got, err)
+	}
+}
+
+func TestKeyReusedAndInProgress(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	fp := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Ada"}`))
+	other := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Grace"}`))
+	mustClaim(t, ctx, s, "org_a", "k", fp)
+	if _, err := s.Begin(ctx, "org_a", "k", fp); !errors.Is(err, ErrInProgress) {
+		t.Fatalf("retry while running: %v, want ErrInProgress", err)
+	}
+	if _, err := s.Begin(ctx, "org_a", "k", other); !errors.Is(err, ErrKeyReused) {
+		t.Fatalf("other request while running: %v, want ErrKeyReused", err)
+	}
+	// Keys belong to an organization: the same key elsewhere is free.
+	mustClaim(t, ctx, s, "org_b", "k", other)
+	if err := s.Complete(ctx, "org_a", "k", Response{Status: 201, Header: http.Header{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Begin(ctx, "org_a", "k", other); !errors.Is(err, ErrKeyReused) {
+		t.Fatalf("other request after completion: %v, want ErrKeyReused", err)
+	}
+	if _, err := s.Begin(ctx, "org_b", "k", other); !errors.Is(err, ErrInProgress) {
+		t.Fatalf("org_b's claim: %v, want ErrInProgress", err)
+	}
+}
+
+func TestReleaseFreesOnlyAClaim(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	fp := Fingerprint("POST", "/v1/deals", []byte(`{}`))
+	mustClaim(t, ctx, s, "org_a", "k", fp)
+	if err := s.Release(ctx, "org_a", "k"); err != nil {
+		t.Fatal(err)
+	}
+	// Released: the retry really runs, even with another body.
+	other := Fingerprint("POST", "/v1/deals", []byte(`{"name":"x"}`))
+	mustClaim(t, ctx, s, "org_a", "k", other)
+	if err := s.Complete(ctx, "org_a", "k", Response{Status: 201, Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	// A completed key is not released.
+	if err := s.Release(ctx, "org_a", "k"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Begin(ctx, "org_a", "k", other)
+	if err != nil || got == nil || got.Status != 201 {
+		t.Fatalf("after Release of a completed key: %+v, %v; want the replay", got, err)
+	}
+}
+
+func TestExpiredKeysAreReclaimedAndPurged(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	fp := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Ada"}`))
+	other := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Grace"}`))
+	for _, k := range []string{"old-done", "old-running", "fresh", "nearly"} {
+		mustClaim(t, ctx, s, "org_a", k, fp)
+	}
+	if err := s.Complete(ctx, "org_a", "old-done", Response{Status: 201}); err != nil {
+		t.Fatal(err)
+	}
+	age(t, ctx, s, "org_a", "old-done", TTL+time.Minute)
+	age(t, ctx, s, "org_a", "old-running", TTL+time.Minute)
+	age(t, ctx, s, "org_a", "nearly", TTL-time.Minute)
+
+	// An expired key is claimed afresh, whatever it held.
+	mustClaim(t, ctx, s, "org_a", "old-done", other)
+	if _, err := s.Begin(ctx, "org_a", "nearly", other); !errors.Is(err, ErrKeyReused) {
+		t.Fatalf("a key within its TTL: %v, want ErrKeyReused", err)
+	}
+
+	age(t, ctx, s, "org_a", "old-done", TTL+time.Minute)
+	n, err := s.Purge(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("Purge deleted %d keys, want 2 (old-done, old-running)", n)
+	}
+	var left []string
+	if err := s.DB.SelectContext(ctx, &left, `SELECT key FROM idempotency_keys ORDER BY key`); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(left, []string{"fresh", "nearly"}) {
+		t.Fatalf("after Purge: %v", left)
+	}
+	if n, err := s.Purge(ctx); err != nil || n != 0 {
+		t.Fatalf("second Purge: %d, %v", n, err)
+	}
+}
+
+// Concurrent first requests with one key: exactly one runs.
+func TestConcurrentBeginOneOwner(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	fp := Fingerprint("POST", "/v1/leads", []byte(`{}`))
+	const n = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	owners, running := 0, 0
+	for range n {
+		wg.Go(func() {
+			r, err := s.Begin(ctx, "org_a", "race", fp)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && r == nil:
+				owners++
+			case errors.Is(err, ErrInProgress):
+				running++
+			default:
+				t.Errorf("Begin = %+v, %v", r, err)
+			}
+		})
+	}
+	wg.Wait()
+	if owners != 1 || running != n-1 {
+		t.Fatalf("%d owners and %d told in progress, want 1 and %d", owners, running, n-1)
+	}
+}
