@@ -43,6 +43,20 @@ func runAppend(ctx context.Context, o *options, e *env, refTPS float64) error {
 	return nil
 }
 
+// runAppendSQLite: the same appends through the SQLite backend, on a fresh
+// file with the defaults `salesos serve` uses (WAL, synchronous=FULL: every
+// commit is fsynced before Append returns).
+func runAppendSQLite(ctx context.Context, o *options, t *target, refTPS float64) error {
+	db, store, err := t.openSQLite(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	defer store.Close()
+	return measureAppends(ctx, o, store, t.name(benchAppend), t.backend, refTPS,
+		"events/s through eventstore/sqlite.Store.Append (WAL, synchronous=FULL), one lead.created per call to a new stream; latency per Append call")
+}
+
 // runAppendESDB measures the EventStoreDB backend against the in-process
 // test double (eventstore/esdbtest): no real EventStoreDB server can run
 // here, so the figure is the client and backend overhead over loopback

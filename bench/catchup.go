@@ -12,6 +12,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/app"
+	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/eventstore/postgres"
 	"github.com/salesos/salesos/projections"
 )
@@ -56,27 +57,49 @@ func runCatchUp(ctx context.Context, o *options, e *env) error {
 	}
 	logf("%s: VACUUM ANALYZE + CHECKPOINT in %s", benchCatchUp, time.Since(t0).Round(time.Millisecond))
 
-	head, err := store.Head(ctx)
+	// Like `salesos projections rebuild`: Rebuild, then CatchUp. Only a
+	// checkpoint is added, so the previous run's dirty pages are not
+	// written back during this one.
+	return timeCatchUps(ctx, o, catchUpRun{
+		name: benchCatchUp, backend: "postgres", write: db, read: db, store: store, gen: gen,
+		settle: func() error { return e.exec(ctx, `CHECKPOINT`) },
+		note:   "projections.CatchUp(leads) from position 0 to the head; ops are events",
+	})
+}
+
+// catchUpRun is one database's catch-up measurement.
+type catchUpRun struct {
+	name, backend string
+	write, read   *sqlx.DB
+	store         eventstore.Store
+	gen           *logGen
+	// settle runs after each rebuild, before the timed catch-up.
+	settle func() error
+	note   string
+}
+
+// timeCatchUps does, once per batch size, what `salesos projections
+// rebuild` does, Rebuild then CatchUp of the leads projection from 0 to the
+// head, times the catch-up, checks the table and emits the figure.
+func timeCatchUps(ctx context.Context, o *options, c catchUpRun) error {
+	head, err := c.store.Head(ctx)
 	if err != nil {
 		return err
 	}
 	for _, bs := range o.batchSizes {
-		if err := projections.Rebuild(ctx, db, projections.Leads{}); err != nil {
+		if err := projections.Rebuild(ctx, c.write, projections.Leads{}); err != nil {
 			return fmt.Errorf("rebuild: %w", err)
 		}
-		// Like `salesos projections rebuild`: Rebuild, then CatchUp. Only
-		// a checkpoint is added, so the previous run's dirty pages are not
-		// written back during this one.
-		if err := e.exec(ctx, `CHECKPOINT`); err != nil {
+		if err := c.settle(); err != nil {
 			return err
 		}
-		logf("%s: CatchUp(leads, batch %d) over %d events", benchCatchUp, bs, head)
+		logf("%s: CatchUp(leads, batch %d) over %d events", c.name, bs, head)
 		var pos uint64
 		var elapsed time.Duration
-		err := o.profile(fmt.Sprintf("%s_%d", benchCatchUp, bs), func() error {
+		err := o.profile(fmt.Sprintf("%s_%d", c.name, bs), func() error {
 			start := time.Now()
 			var err error
-			pos, err = projections.CatchUp(ctx, db, store, projections.Leads{}, bs)
+			pos, err = projections.CatchUp(ctx, c.write, c.store, projections.Leads{}, bs)
 			elapsed = time.Since(start)
 			return err
 		})
@@ -86,18 +109,91 @@ func runCatchUp(ctx context.Context, o *options, e *env) error {
 		if pos != head {
 			return fmt.Errorf("catch-up stopped at %d, head is %d", pos, head)
 		}
-		if err := checkLeads(ctx, db, gen); err != nil {
+		if err := checkLeads(ctx, c.read, c.gen); err != nil {
 			return err
 		}
 		r := result{
-			Bench: benchCatchUp, Backend: "postgres", BatchSize: bs, Events: int64(head),
+			Bench: c.name, Backend: c.backend, BatchSize: bs, Events: int64(head),
 			Ops: int64(head), Seconds: elapsed.Seconds(), OpsPerSec: float64(head) / elapsed.Seconds(),
-			Note: "projections.CatchUp(leads) from position 0 to the head; ops are events",
+			Note: c.note,
 		}
 		r.bar("ops_per_sec >= 30000", r.OpsPerSec >= 30000)
 		emit(r)
 	}
 	return nil
+}
+
+// runCatchUpSQLite is runCatchUp on a fresh SQLite file: the same
+// generated log, inserted straight into the events table, then Rebuild +
+// CatchUp of the leads projection once per batch size.
+func runCatchUpSQLite(ctx context.Context, o *options, t *target) error {
+	name := t.name(benchCatchUp)
+	db, store, err := t.openSQLite(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	defer store.Close()
+
+	logf("%s: inserting %d events", name, o.events)
+	t0 := time.Now()
+	gen, err := insertEventsSQLite(ctx, db.Write, o.events)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	logf("%s: loaded %d events (%d lead.created, %d lead.updated, %d lead.status_changed) in %s",
+		name, gen.pos, gen.created, gen.updated, gen.statusChanged, time.Since(t0).Round(time.Millisecond))
+	if _, err := db.Write.ExecContext(ctx, `ANALYZE`); err != nil {
+		return err
+	}
+	// After each rebuild, fold the write-ahead log back into the file, so
+	// a run does not pay for the previous one's pages.
+	return timeCatchUps(ctx, o, catchUpRun{
+		name: name, backend: t.backend, write: db.Write, read: db.Read, store: store, gen: gen,
+		settle: func() error {
+			_, err := db.Write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+			return err
+		},
+		note: "projections.CatchUp(leads) from position 0 to the head on a SQLite file (WAL, synchronous=FULL); ops are events",
+	})
+}
+
+// insertEventsSQLite writes total generated events into the SQLite events
+// table, 20,000 to a transaction.
+func insertEventsSQLite(ctx context.Context, db *sqlx.DB, total int) (*logGen, error) {
+	gen := newLogGen(total)
+	for done := 0; done < total; {
+		n := min(copyChunk, total-done)
+		tx, err := db.BeginTxx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO events (position, event_id, stream_id, version, type, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+		for range n {
+			r, err := gen.next()
+			if err == nil {
+				_, err = stmt.ExecContext(ctx, r.position, r.eventID.String(), r.stream, r.version, r.typ, string(r.data), string(r.meta))
+			}
+			if err != nil {
+				stmt.Close()
+				tx.Rollback()
+				return nil, err
+			}
+		}
+		stmt.Close()
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		done += n
+	}
+	if gen.pos != int64(total) {
+		return nil, fmt.Errorf("generated %d events, want %d", gen.pos, total)
+	}
+	return gen, nil
 }
 
 // checkLeads compares the projected table with what the generator wrote:

@@ -51,7 +51,7 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 		return err
 	}
 	defer rcv.close()
-	s, err := startServer(ctx, e, func(c *app.Config) { c.WebhookAllowPrivate = true })
+	s, err := startServer(ctx, e.url, func(c *app.Config) { c.WebhookAllowPrivate = true })
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}

@@ -37,7 +37,8 @@ type server struct {
 	done    chan error
 }
 
-func startServer(ctx context.Context, e *env, mods ...func(*app.Config)) (_ *server, err error) {
+// startServer runs a server on the database at dbURL.
+func startServer(ctx context.Context, dbURL string, mods ...func(*app.Config)) (_ *server, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -50,7 +51,7 @@ func startServer(ctx context.Context, e *env, mods ...func(*app.Config)) (_ *ser
 	cfg := app.Config{
 		Addr:            ln.Addr().String(), // the dev issuer URL is derived from it
 		DataDir:         dir,
-		DatabaseURL:     e.url,
+		DatabaseURL:     dbURL,
 		Env:             "development",
 		TenantClaim:     "org_id",
 		PlanClaim:       "plan",
@@ -220,13 +221,14 @@ func tokenPos(tok string) uint64 {
 	return n
 }
 
-func runHTTP(ctx context.Context, o *options, e *env, refTPS float64) error {
+func runHTTP(ctx context.Context, o *options, t *target, refTPS float64) error {
 	// An empty log: the server's projections (and the webhook fan-out)
 	// start with no backlog from the catch-up bench.
-	if err := e.reset(ctx); err != nil {
+	dbURL, err := t.freshURL(ctx)
+	if err != nil {
 		return err
 	}
-	s, err := startServer(ctx, e)
+	s, err := startServer(ctx, dbURL)
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
@@ -241,7 +243,8 @@ func runHTTP(ctx context.Context, o *options, e *env, refTPS float64) error {
 	}
 	var counter atomic.Int64
 
-	if o.runs(benchHTTPPost) {
+	postName, getName := t.name(benchHTTPPost), t.name(benchHTTPGet)
+	if o.runs(postName) {
 		post := func(ctx context.Context, _ int) (bool, error) {
 			body, err := leadBody(int(counter.Add(1)))
 			if err != nil {
@@ -260,9 +263,9 @@ func runHTTP(ctx context.Context, o *options, e *env, refTPS float64) error {
 		if err := s.waitProjections(ctx); err != nil {
 			return err
 		}
-		logf("%s: %d clients for %s", benchHTTPPost, o.concurrency, o.duration)
+		logf("%s: %d clients for %s", postName, o.concurrency, o.duration)
 		var res *loadResult
-		_ = o.profile(benchHTTPPost, func() error {
+		_ = o.profile(postName, func() error {
 			res = runLoad(ctx, o.concurrency, o.duration, post)
 			return nil
 		})
@@ -270,10 +273,10 @@ func runHTTP(ctx context.Context, o *options, e *env, refTPS float64) error {
 			return err
 		}
 		if res.firstErr != nil {
-			logf("%s: %d errors, first: %v", benchHTTPPost, res.failed, res.firstErr)
+			logf("%s: %d errors, first: %v", postName, res.failed, res.firstErr)
 		}
 		r := result{
-			Bench: benchHTTPPost, Backend: "postgres", Concurrency: o.concurrency,
+			Bench: postName, Backend: t.backend, Concurrency: o.concurrency,
 			Ops: res.ok, Errors: res.failed, Seconds: res.elapsed.Seconds(), OpsPerSec: res.opsPerSec(),
 			Note: "POST /v1/leads over loopback HTTP/1.1 keep-alive, RS256 bearer token; ops are 201 responses, errors are any other outcome",
 		}
@@ -282,7 +285,7 @@ func runHTTP(ctx context.Context, o *options, e *env, refTPS float64) error {
 		emit(r)
 	}
 
-	if o.runs(benchHTTPGet) {
+	if o.runs(getName) {
 		ids, tok, err := seedLeads(ctx, s, o, &counter)
 		if err != nil {
 			return err
@@ -312,9 +315,9 @@ func runHTTP(ctx context.Context, o *options, e *env, refTPS float64) error {
 			return true, nil
 		}
 		runLoad(ctx, o.concurrency, time.Second, get) // warm-up
-		logf("%s: %d clients for %s over %d leads", benchHTTPGet, o.concurrency, o.duration, len(ids))
+		logf("%s: %d clients for %s over %d leads", getName, o.concurrency, o.duration, len(ids))
 		var res *loadResult
-		_ = o.profile(benchHTTPGet, func() error {
+		_ = o.profile(getName, func() error {
 			res = runLoad(ctx, o.concurrency, o.duration, get)
 			return nil
 		})
@@ -322,10 +325,10 @@ func runHTTP(ctx context.Context, o *options, e *env, refTPS float64) error {
 			return err
 		}
 		if res.firstErr != nil {
-			logf("%s: %d errors, first: %v", benchHTTPGet, res.failed, res.firstErr)
+			logf("%s: %d errors, first: %v", getName, res.failed, res.firstErr)
 		}
 		r := result{
-			Bench: benchHTTPGet, Backend: "postgres", Concurrency: o.concurrency,
+			Bench: getName, Backend: t.backend, Concurrency: o.concurrency,
 			Ops: res.ok, Errors: res.failed, Seconds: res.elapsed.Seconds(), OpsPerSec: res.opsPerSec(),
 			Note: fmt.Sprintf("GET /v1/leads/{id} over %d existing leads, read from the leads projection", len(ids)),
 		}

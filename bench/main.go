@@ -42,7 +42,13 @@ const (
 	benchAppendESDB  = "append_esdb"
 )
 
-var allBenches = []string{benchPgbench, benchAppend, benchAppendESDB, benchCatchUp, benchHTTPPost, benchHTTPGet, benchFanout}
+// The core figures again on the embedded SQLite default (issue 6).
+const sqliteSuffix = "_sqlite"
+
+var allBenches = []string{
+	benchPgbench, benchAppend, benchAppendESDB, benchCatchUp, benchHTTPPost, benchHTTPGet, benchFanout,
+	benchAppend + sqliteSuffix, benchCatchUp + sqliteSuffix, benchHTTPPost + sqliteSuffix, benchHTTPGet + sqliteSuffix,
+}
 
 type options struct {
 	database    string
@@ -268,14 +274,36 @@ func run(ctx context.Context, o *options) (err error) {
 			return fmt.Errorf("%s: %w", benchCatchUp, err)
 		}
 	}
+	pg := postgresTarget(env)
 	if o.runs(benchHTTPPost) || o.runs(benchHTTPGet) {
-		if err := runHTTP(ctx, o, env, refTPS); err != nil {
+		if err := runHTTP(ctx, o, pg, refTPS); err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
 	}
 	if o.runs(benchFanout) {
 		if err := runFanout(ctx, o, env); err != nil {
 			return fmt.Errorf("%s: %w", benchFanout, err)
+		}
+	}
+
+	lite, err := sqliteTarget()
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, lite.close()) }()
+	if o.runs(lite.name(benchAppend)) {
+		if err := runAppendSQLite(ctx, o, lite, refTPS); err != nil {
+			return fmt.Errorf("%s: %w", lite.name(benchAppend), err)
+		}
+	}
+	if o.runs(lite.name(benchCatchUp)) {
+		if err := runCatchUpSQLite(ctx, o, lite); err != nil {
+			return fmt.Errorf("%s: %w", lite.name(benchCatchUp), err)
+		}
+	}
+	if o.runs(lite.name(benchHTTPPost)) || o.runs(lite.name(benchHTTPGet)) {
+		if err := runHTTP(ctx, o, lite, refTPS); err != nil {
+			return fmt.Errorf("http on sqlite: %w", err)
 		}
 	}
 	return ctx.Err()
