@@ -31,7 +31,7 @@ type Config struct {
 	WebhookDeactivateAfter int             // SALESOS_WEBHOOK_DEACTIVATE_AFTER, default 10
 	WebhookAllowPrivate    bool            // SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS, default false
 	WebhookTimeout         time.Duration   // SALESOS_WEBHOOK_TIMEOUT, default 10s
-	WebhookConcurrency     int             // SALESOS_WEBHOOK_CONCURRENCY, default 32
+	WebhookConcurrency     int             // SALESOS_WEBHOOK_CONCURRENCY, default 64
 	WebhookLease           time.Duration   // SALESOS_WEBHOOK_LEASE, default timeout + 30s
 	AutoMigrate            bool            // SALESOS_AUTO_MIGRATE, default true
 	ShutdownTimeout        time.Duration   // SALESOS_SHUTDOWN_TIMEOUT, default 20s
@@ -99,7 +99,7 @@ func ConfigFromEnv() (Config, error) {
 	if c.WebhookTimeout, err = envDuration("SALESOS_WEBHOOK_TIMEOUT", 10*time.Second); err != nil {
 		errs = append(errs, err)
 	}
-	if c.WebhookConcurrency, err = envInt("SALESOS_WEBHOOK_CONCURRENCY", 32); err != nil {
+	if c.WebhookConcurrency, err = envInt("SALESOS_WEBHOOK_CONCURRENCY", 64); err != nil {
 		errs = append(errs, err)
 	}
 	if c.WebhookLease, err = envDuration("SALESOS_WEBHOOK_LEASE", 0); err != nil {

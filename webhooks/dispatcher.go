@@ -27,7 +27,11 @@ type DispatcherConfig struct {
 	// all its deliveries, switch it off (SALESOS_WEBHOOK_DEACTIVATE_AFTER).
 	// Default 10.
 	DeactivateAfter int
-	// Concurrency is the most attempts in flight in this process. Default 32.
+	// Concurrency is the most attempts in flight in this process. Default
+	// 64: deliveries are claimed and recorded in batches of up to this
+	// many, and with 32 the claim and record transactions, not the
+	// endpoints, capped the delivery rate (about 2,100/s beside a steady
+	// stream of appends on 2 cores, 4,500/s with 64).
 	Concurrency int
 	// Lease is how long a claimed delivery belongs to this process. If it
 	// dies, another dispatcher sends the delivery once the lease expires.
@@ -57,7 +61,7 @@ func (c *DispatcherConfig) setDefaults() {
 		c.DeactivateAfter = 10
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 32
+		c.Concurrency = 64
 	}
 	if c.Sender == nil {
 		c.Sender = NewSender(SenderConfig{})
@@ -589,10 +593,22 @@ func pauseIfInactive(ctx context.Context, tx *sqlx.Tx, webhookID string, now tim
 	return nil
 }
 
-// customPlans plans the transaction's statements with their actual
-// parameters: a cached generic plan made while the deliveries table was
-// small would scan it (see projections.customPlans).
+// customPlans sets up a dispatcher transaction on PostgreSQL.
+//
+// Its statements are planned with their actual parameters: a cached
+// generic plan made while the deliveries table was small would scan it (see
+// projections.customPlans).
+//
+// And its commit does not wait for the WAL flush (synchronous_commit off).
+// Claims and outcomes are the dispatcher's bookkeeping, and at-least-once
+// delivery already covers losing the last few of them when PostgreSQL
+// itself crashes: a lost lease or a lost "delivered" leaves the delivery
+// pending, and it is sent again with the same webhook-id. Waiting for the
+// flush made every claim and every record queue behind the disk, which
+// halved the delivery rate while a checkpoint was writing. The fan-out,
+// which creates deliveries, keeps durable commits: a delivery is never lost.
 func customPlans(ctx context.Context, tx *sqlx.Tx) error {
-	_, err := tx.ExecContext(ctx, `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`)
+	_, err := tx.ExecContext(ctx, `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+		set_config('synchronous_commit', 'off', true)`)
 	return err
 }
