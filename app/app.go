@@ -168,7 +168,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Logger:          log,
 		ConsistencyWait: cfg.ConsistencyWait,
 		DevIssuer:       devHandler,
-		Webhooks:        &webhooks.Store{DB: db, AllowPrivate: cfg.WebhookAllowPrivate},
+		Webhooks:        &webhooks.Store{DB: db, Read: database.Read, AllowPrivate: cfg.WebhookAllowPrivate},
 		WebhookSender:   sender,
 		Limiter:         limiter,
 		RateLimits:      cfg.RateLimits,

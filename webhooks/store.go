@@ -86,13 +86,26 @@ type AttemptRecord struct {
 // Store manages subscriptions and reads deliveries and the event feed.
 // Every query names the organization.
 type Store struct {
+	// DB takes the writes (on SQLite, the file's single writer).
 	DB *sqlx.DB
+	// Read, when set, serves the read-only methods (Get, List, the
+	// delivery views and the event feed): on SQLite the read pool, so
+	// polling clients never queue behind the fan-out and the dispatcher on
+	// the writer. Default DB.
+	Read *sqlx.DB
 	// AllowPrivate lets webhooks target loopback and private networks
 	// (SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS), for development and tests.
 	AllowPrivate bool
 	// Resolver checks hostnames when a webhook is saved; nil uses the
 	// system resolver.
 	Resolver *net.Resolver
+}
+
+func (s *Store) reader() *sqlx.DB {
+	if s.Read != nil {
+		return s.Read
+	}
+	return s.DB
 }
 
 // CreateInput is the body of POST /v1/webhooks.
@@ -196,7 +209,7 @@ func (s *Store) Create(ctx context.Context, orgID string, in CreateInput) (Webho
 // Get returns a subscription of the organization.
 func (s *Store) Get(ctx context.Context, orgID, id string) (Webhook, error) {
 	var w Webhook
-	err := s.DB.GetContext(ctx, &w, `SELECT `+webhookColumns(s.DB)+` FROM webhooks WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
+	err := s.reader().GetContext(ctx, &w, `SELECT `+webhookColumns(s.reader())+` FROM webhooks WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL`, orgID, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, domain.ErrNotFound
 	}
@@ -206,14 +219,14 @@ func (s *Store) Get(ctx context.Context, orgID, id string) (Webhook, error) {
 // List returns the organization's subscriptions, newest first.
 func (s *Store) List(ctx context.Context, orgID string, limit int, after *projections.Cursor) (projections.Page[Webhook], error) {
 	args := []any{orgID}
-	q := `SELECT ` + webhookColumns(s.DB) + ` FROM webhooks WHERE org_id = $1 AND deleted_at IS NULL`
+	q := `SELECT ` + webhookColumns(s.reader()) + ` FROM webhooks WHERE org_id = $1 AND deleted_at IS NULL`
 	if after != nil {
 		q += ` AND (created_at, id) < ($2, $3)`
 		args = append(args, after.CreatedAt, after.ID)
 	}
 	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
 	var rows []Webhook
-	if err := s.DB.SelectContext(ctx, &rows, q, args...); err != nil {
+	if err := s.reader().SelectContext(ctx, &rows, q, args...); err != nil {
 		return projections.Page[Webhook]{}, err
 	}
 	return page(rows, limit, func(w Webhook) projections.Cursor { return projections.Cursor{CreatedAt: w.CreatedAt, ID: w.ID} }), nil
@@ -384,7 +397,7 @@ func (s *Store) ListDeliveries(ctx context.Context, orgID, webhookID, status str
 	}
 	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
 	var rows []Delivery
-	if err := s.DB.SelectContext(ctx, &rows, q, args...); err != nil {
+	if err := s.reader().SelectContext(ctx, &rows, q, args...); err != nil {
 		return projections.Page[Delivery]{}, err
 	}
 	return page(rows, limit, func(d Delivery) projections.Cursor { return projections.Cursor{CreatedAt: d.CreatedAt, ID: d.ID} }), nil
@@ -393,7 +406,7 @@ func (s *Store) ListDeliveries(ctx context.Context, orgID, webhookID, status str
 // GetDelivery returns one delivery with every attempt.
 func (s *Store) GetDelivery(ctx context.Context, orgID, webhookID, id string) (Delivery, error) {
 	var d Delivery
-	err := s.DB.GetContext(ctx, &d, `SELECT `+deliveryColumns+` FROM webhook_deliveries d
+	err := s.reader().GetContext(ctx, &d, `SELECT `+deliveryColumns+` FROM webhook_deliveries d
 		WHERE org_id = $1 AND webhook_id = $2 AND id = $3
 		AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id AND w.deleted_at IS NULL)`, orgID, webhookID, id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -403,7 +416,7 @@ func (s *Store) GetDelivery(ctx context.Context, orgID, webhookID, id string) (D
 		return d, err
 	}
 	d.AttemptHistory = []AttemptRecord{}
-	err = s.DB.SelectContext(ctx, &d.AttemptHistory, `SELECT attempted_at, status_code, duration_ms, error, response_excerpt
+	err = s.reader().SelectContext(ctx, &d.AttemptHistory, `SELECT attempted_at, status_code, duration_ms, error, response_excerpt
 		FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id`, id)
 	return d, err
 }
@@ -493,7 +506,7 @@ func (s *Store) Feed(ctx context.Context, orgID string, after int64, patterns []
 	}
 	q += fmt.Sprintf(` ORDER BY position LIMIT %d`, limit+1)
 	var rows []FeedItem
-	if err := s.DB.SelectContext(ctx, &rows, q, args...); err != nil {
+	if err := s.reader().SelectContext(ctx, &rows, q, args...); err != nil {
 		return nil, false, err
 	}
 	if len(rows) > limit {
