@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/internal/dialect"
 )
 
@@ -104,7 +105,7 @@ func (q Queries) ListLeads(ctx context.Context, orgID string, f LeadFilter) (Pag
 		w.add("owner_id = ?", f.OwnerID)
 	}
 	if f.Q != "" {
-		p := "%" + escapeLike(f.Q) + "%"
+		p := w.likePattern(f.Q)
 		w.add("("+w.ilike("name")+" OR "+w.ilike("email")+" OR "+w.ilike("company")+")", p, p, p)
 	}
 	if f.CreatedAfter != nil {
@@ -177,7 +178,7 @@ func (q Queries) ListDeals(ctx context.Context, orgID string, f DealFilter) (Pag
 		w.add("lead_id = ?", f.LeadID)
 	}
 	if f.Q != "" {
-		w.add(w.ilike("name"), "%"+escapeLike(f.Q)+"%")
+		w.add(w.ilike("name"), w.likePattern(f.Q))
 	}
 	if f.CreatedAfter != nil {
 		w.add("created_at > ?", *f.CreatedAfter)
@@ -215,13 +216,23 @@ type where struct {
 }
 
 // ilike is a case-insensitive "column matches the pattern ?" (escaped with
-// escapeLike). SQLite has no ILIKE; its LIKE already ignores case, though
-// only for ASCII letters, and it needs the escape character spelled out.
+// escapeLike). SQLite has no ILIKE, and its LIKE ignores the case of ASCII
+// letters only: both sides go through the fold function the SQLite package
+// registers (the pattern is folded by likePattern), and the escape
+// character is spelled out.
 func (w *where) ilike(col string) string {
 	if w.lite {
-		return col + ` LIKE ? ESCAPE '\'`
+		return sqlite.FoldFunc + `(` + col + `) LIKE ? ESCAPE '\'`
 	}
 	return col + " ILIKE ?"
+}
+
+// likePattern is the pattern for ilike: q anywhere in the value.
+func (w *where) likePattern(q string) string {
+	if w.lite {
+		q = strings.ToLower(q)
+	}
+	return "%" + escapeLike(q) + "%"
 }
 
 func (w *where) add(cond string, args ...any) {

@@ -163,6 +163,7 @@ func TestListLeadsFiltersAndCursors(t *testing.T) {
 		{"q percent is literal", LeadFilter{Q: "50%"}, pick("50% Off Ltd")},
 		{"q underscore is literal", LeadFilter{Q: "e_c"}, pick("snake_case")},
 		{"q non-ASCII", LeadFilter{Q: "Émile"}, pick("Émile Zola")},
+		{"q non-ASCII, other case", LeadFilter{Q: "éMILE zOLA"}, pick("Émile Zola")},
 		{"q no match", LeadFilter{Q: "nobody"}, nil},
 		{"deleted are not listed", LeadFilter{Q: "linus"}, nil},
 		{"created after", LeadFilter{CreatedAfter: &afterFirst}, pick("50% Off Ltd", "500 Off Ltd", "snake_case", "snakeXcase", "Émile Zola")},

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -75,6 +76,24 @@ func (o *DBOptions) defaults() error {
 		o.MaxReaders = max(4, runtime.NumCPU())
 	}
 	return nil
+}
+
+// FoldFunc is the name of a SQL function every connection opened through
+// this package's driver has: it lower-cases text with Go's Unicode tables.
+// SQLite's own lower() and LIKE fold ASCII letters only, so a search for
+// "émile" would miss "Émile"; PostgreSQL's ILIKE does not.
+const FoldFunc = "salesos_fold"
+
+func init() {
+	sqlitedriver.MustRegisterDeterministicScalarFunction(FoldFunc, 1, func(_ *sqlitedriver.FunctionContext, args []driver.Value) (driver.Value, error) {
+		switch v := args[0].(type) {
+		case string:
+			return strings.ToLower(v), nil
+		case []byte:
+			return strings.ToLower(string(v)), nil
+		}
+		return args[0], nil
+	})
 }
 
 // DB is a SQLite database file opened the way SalesOS uses it: one writer
