@@ -271,7 +271,16 @@ func TestCrashBetweenBatchesThenRestartEqualsRebuild(t *testing.T) {
 	waitAll(t, r2, last)
 	stop()
 	afterCrash := snapshot(t, f.db)
+	if rebuilt := f.rebuiltSnapshot(t); rebuilt != afterCrash {
+		t.Fatalf("restart after a crash differs from a rebuild:\n crash   %s\n rebuild %s", afterCrash, rebuilt)
+	}
+}
 
+// rebuiltSnapshot rebuilds both projections from the events, as `salesos
+// projections rebuild` does, and returns the tables' snapshot: what any
+// sequence of batches, crashes and retries must end with.
+func (f *fixture) rebuiltSnapshot(t *testing.T) string {
+	t.Helper()
 	for _, p := range []Projection{Leads{}, Deals{}} {
 		if err := Rebuild(ctxT(t), f.db, p); err != nil {
 			t.Fatal(err)
@@ -280,9 +289,7 @@ func TestCrashBetweenBatchesThenRestartEqualsRebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rebuilt := snapshot(t, f.db); rebuilt != afterCrash {
-		t.Fatalf("restart after a crash differs from a rebuild:\n crash   %s\n rebuild %s", afterCrash, rebuilt)
-	}
+	return snapshot(t, f.db)
 }
 
 // A batch delivered again (Watermill redelivery after a lost ack) changes
@@ -353,15 +360,7 @@ func TestFailingBatchesAreRetriedNotSkipped(t *testing.T) {
 	waitAll(t, r, last)
 	stop()
 	got := snapshot(t, f.db)
-	for _, p := range []Projection{Leads{}, Deals{}} {
-		if err := Rebuild(ctxT(t), f.db, p); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := CatchUp(ctxT(t), f.db, f.store, p, 1000); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if want := snapshot(t, f.db); got != want {
+	if want := f.rebuiltSnapshot(t); got != want {
 		t.Fatalf("after retried failures:\n got  %s\n want %s", got, want)
 	}
 }
@@ -434,15 +433,7 @@ func TestConcurrentRunnersStayExact(t *testing.T) {
 	stopA()
 	stopB()
 	got := snapshot(t, f.db)
-	for _, p := range []Projection{Leads{}, Deals{}} {
-		if err := Rebuild(ctxT(t), f.db, p); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := CatchUp(ctxT(t), f.db, f.store, p, 1000); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if want := snapshot(t, f.db); got != want {
+	if want := f.rebuiltSnapshot(t); got != want {
 		t.Fatalf("with concurrent appliers:\n got  %s\n want %s", got, want)
 	}
 }
