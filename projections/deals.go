@@ -212,7 +212,7 @@ func loadDealRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]de
 		return map[string]dealRow{}, nil
 	}
 	var rows []dealRow
-	q, arg, err := idsIn(tx, ids)
+	q, arg, err := dialect.InList(tx, "id", 1, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -283,7 +283,7 @@ func loadLeadRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]le
 		return map[string]leadRow{}, nil
 	}
 	var rows []leadRow
-	q, arg, err := idsIn(tx, ids)
+	q, arg, err := dialect.InList(tx, "id", 1, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -295,20 +295,6 @@ func loadLeadRows(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]le
 		out[r.ID] = r
 	}
 	return out, nil
-}
-
-// idsIn returns the condition "id is one of ids" with its one parameter:
-// an array on PostgreSQL, a JSON array unpacked by json_each on SQLite
-// (which has no arrays; SQLite probes the primary key once per element).
-func idsIn(tx *sqlx.Tx, ids []string) (string, any, error) {
-	if !dialect.IsSQLite(tx) {
-		return `id = ANY($1)`, ids, nil
-	}
-	b, err := json.Marshal(ids)
-	if err != nil {
-		return "", nil, err
-	}
-	return `id IN (SELECT value FROM json_each($1))`, string(b), nil
 }
 
 // jsonDoc is a JSON document column (custom_fields): pgx hands jsonb over as

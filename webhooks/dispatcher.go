@@ -250,7 +250,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 			hookIDs = append(hookIDs, c.WebhookID)
 		}
 	}
-	inHooks, hooksArg, err := inList(tx, "id", 1, hookIDs)
+	inHooks, hooksArg, err := dialect.InList(tx, "id", 1, hookIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	}
 	busy := map[string]bool{}
 	if len(probing) > 0 {
-		inProbing, probingArg, err := inList(tx, "webhook_id", 1, probing)
+		inProbing, probingArg, err := dialect.InList(tx, "webhook_id", 1, probing)
 		if err != nil {
 			return nil, err
 		}
@@ -316,7 +316,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	inIDs, idsArg, err := inList(tx, "id", 3, ids)
+	inIDs, idsArg, err := dialect.InList(tx, "id", 3, ids)
 	if err != nil {
 		return nil, err
 	}

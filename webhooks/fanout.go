@@ -95,7 +95,7 @@ func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Reco
 			orgList = append(orgList, p.row.OrgID)
 		}
 	}
-	inOrgs, orgsArg, err := inList(tx, "org_id", 1, orgList)
+	inOrgs, orgsArg, err := dialect.InList(tx, "org_id", 1, orgList)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,6 @@
 package webhooks
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/salesos/salesos/internal/dialect"
@@ -10,8 +8,8 @@ import (
 
 // The webhook tables live in PostgreSQL or in the SQLite file (see
 // migrations/sqlite/0003_webhooks.sql). Most statements are shared; the
-// helpers below cover what differs: pattern lists (TEXT[] there, a JSON
-// array in TEXT here) and "one of these ids" parameters.
+// helpers below cover what differs for pattern lists (TEXT[] there, a JSON
+// array in TEXT here); "one of these ids" parameters use dialect.InList.
 
 // eventsColumn selects webhooks.events as a JSON array on both (stringList
 // scans it).
@@ -32,25 +30,7 @@ func eventsArg(db dialect.DriverNamer, patterns []string) (any, error) {
 	if !dialect.IsSQLite(db) {
 		return patterns, nil
 	}
-	return jsonList(patterns)
-}
-
-// inList returns the condition "col is one of list", list being bound as
-// parameter n, and the argument to bind.
-func inList(db dialect.DriverNamer, col string, n int, list []string) (string, any, error) {
-	if !dialect.IsSQLite(db) {
-		return fmt.Sprintf(`%s = ANY($%d)`, col, n), list, nil
-	}
-	raw, err := jsonList(list)
-	return fmt.Sprintf(`%s IN (SELECT value FROM json_each($%d))`, col, n), raw, err
-}
-
-func jsonList(list []string) (string, error) {
-	if list == nil {
-		list = []string{}
-	}
-	raw, err := json.Marshal(list)
-	return string(raw), err
+	return dialect.JSONList(patterns)
 }
 
 // dbNow is the time statements store: both databases keep microseconds, so

@@ -487,11 +487,11 @@ func (s *Store) Feed(ctx context.Context, orgID string, after int64, patterns []
 			}
 		}
 		if dialect.IsSQLite(s.DB) {
-			e, err := jsonList(exact)
+			e, err := dialect.JSONList(exact)
 			if err != nil {
 				return nil, false, err
 			}
-			p, err := jsonList(prefixes)
+			p, err := dialect.JSONList(prefixes)
 			if err != nil {
 				return nil, false, err
 			}
