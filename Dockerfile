@@ -15,7 +15,9 @@ COPY --from=build /out/salesos /usr/local/bin/salesos
 # volume mounted there would be root's and the development issuer's key
 # could not be written.
 COPY --from=build --chown=65532:65532 /out/data /data
-ENV SALESOS_ADDR=:8080 SALESOS_DATA_DIR=/data
+# Production unless told otherwise: without SALESOS_OIDC_ISSUER the server
+# refuses to start rather than run its development token issuer.
+ENV SALESOS_ENV=production SALESOS_ADDR=:8080 SALESOS_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8080
 USER nonroot:nonroot

@@ -14,7 +14,7 @@ import (
 // Config is the runtime configuration, read from SALESOS_* environment
 // variables (see the README's configuration table).
 type Config struct {
-	Addr          string // SALESOS_ADDR, default ":8080"
+	Addr          string // SALESOS_ADDR, default "localhost:8080" in development (loopback only), ":8080" otherwise
 	DataDir       string // SALESOS_DATA_DIR, default "./data"
 	DatabaseURL   string // SALESOS_DATABASE_URL: postgres://… or sqlite://path, default sqlite://<DataDir>/salesos.db
 	EventStoreURL string // SALESOS_EVENTSTORE_URL, default DatabaseURL
@@ -55,7 +55,7 @@ const DevAudience = "salesos-dev"
 // ConfigFromEnv reads the configuration; Validate reports every problem.
 func ConfigFromEnv() (Config, error) {
 	c := Config{
-		Addr:          envOr("SALESOS_ADDR", ":8080"),
+		Addr:          os.Getenv("SALESOS_ADDR"),
 		DataDir:       envOr("SALESOS_DATA_DIR", "./data"),
 		DatabaseURL:   os.Getenv("SALESOS_DATABASE_URL"),
 		EventStoreURL: os.Getenv("SALESOS_EVENTSTORE_URL"),
@@ -66,6 +66,9 @@ func ConfigFromEnv() (Config, error) {
 		PlanClaim:     envOr("SALESOS_PLAN_CLAIM", "plan"),
 		LogLevel:      envOr("SALESOS_LOG_LEVEL", "info"),
 		RedisURL:      os.Getenv("SALESOS_REDIS_URL"),
+	}
+	if c.Addr == "" {
+		c.Addr = defaultAddr(c.Env)
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL(c.DataDir)
@@ -119,8 +122,11 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("SALESOS_ENV must be development, staging or production, not %q", c.Env))
 	}
-	if c.OIDCIssuer == "" && c.Env == "production" {
-		errs = append(errs, errors.New("SALESOS_ENV=production needs SALESOS_OIDC_ISSUER and SALESOS_OIDC_AUDIENCE: the built-in development issuer is never used in production"))
+	if c.OIDCIssuer == "" && (c.Env == "production" || c.Env == "staging") {
+		errs = append(errs, fmt.Errorf("SALESOS_ENV=%s needs SALESOS_OIDC_ISSUER and SALESOS_OIDC_AUDIENCE: the built-in development issuer runs only in development", c.Env))
+	}
+	if c.WebhookAllowPrivate && c.Env == "production" {
+		errs = append(errs, errors.New("SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS=true is refused in production: it would let any customer make this server call its internal network"))
 	}
 	if c.OIDCIssuer != "" && c.OIDCAudience == "" {
 		errs = append(errs, errors.New("SALESOS_OIDC_ISSUER is set but SALESOS_OIDC_AUDIENCE is not"))
@@ -146,7 +152,38 @@ func (c Config) Validate() error {
 	if c.WebhookDeactivateAfter < 0 || c.WebhookConcurrency < 0 {
 		errs = append(errs, errors.New("SALESOS_WEBHOOK_DEACTIVATE_AFTER and SALESOS_WEBHOOK_CONCURRENCY must be positive"))
 	}
+	if c.WebhookLease > 0 && c.WebhookLease <= c.WebhookTimeout {
+		// A lease that can run out while the attempt is still waiting for the
+		// endpoint lets another instance send the same delivery in parallel.
+		errs = append(errs, fmt.Errorf("SALESOS_WEBHOOK_LEASE (%s) must be longer than SALESOS_WEBHOOK_TIMEOUT (%s)", c.WebhookLease, c.WebhookTimeout))
+	}
+	if isPostgresURL(c.DatabaseURL) && c.DBMaxConns > 0 && c.DBMaxConns < MinDBConns {
+		errs = append(errs, fmt.Errorf("SALESOS_DB_MAX_CONNS=%d is too few: the workers keep %d connections to themselves (event-store wake-ups, one leader lock per projection) and need %d more to make progress; use at least %d", c.DBMaxConns, pinnedDBConns, MinDBConns-pinnedDBConns, MinDBConns))
+	}
 	return errors.Join(errs...)
+}
+
+// On PostgreSQL some connections never return to the pool while the
+// server runs: the event store's LISTEN connection and the advisory-lock
+// connection of each of the three projections. On top of those, the
+// group-commit writer, a projection batch, the webhook dispatcher and at
+// least one request must be able to get a connection at the same time, or
+// the service stalls with every worker waiting on the pool.
+const (
+	pinnedDBConns = 1 + 3
+	// MinDBConns is the smallest SALESOS_DB_MAX_CONNS accepted.
+	MinDBConns = pinnedDBConns + 4
+)
+
+// defaultAddr keeps a development server on the loopback interface: its
+// built-in token issuer signs tokens for anyone who can run dev-token
+// against its data directory, so it must not be reachable from the network
+// unless the operator says so with SALESOS_ADDR.
+func defaultAddr(env string) string {
+	if env == "development" {
+		return "localhost:8080"
+	}
+	return ":8080"
 }
 
 // Audience is the audience tokens must carry.

@@ -17,7 +17,7 @@ func TestConfigFromEnv(t *testing.T) {
 			name: "defaults",
 			env:  map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y"},
 			check: func(t *testing.T, c Config) {
-				if c.Addr != ":8080" || c.DataDir != "./data" || c.Env != "development" || c.ConsistencyWait != 5*time.Second || !c.AutoMigrate {
+				if c.Addr != "localhost:8080" || c.DataDir != "./data" || c.Env != "development" || c.ConsistencyWait != 5*time.Second || !c.AutoMigrate {
 					t.Fatalf("defaults: %+v", c)
 				}
 				if c.Audience() != DevAudience {
@@ -29,6 +29,56 @@ func TestConfigFromEnv(t *testing.T) {
 			name:    "production without an issuer is refused",
 			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_ENV": "production"},
 			wantErr: "SALESOS_ENV=production needs SALESOS_OIDC_ISSUER",
+		},
+		{
+			name:    "staging without an issuer is refused",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_ENV": "staging"},
+			wantErr: "SALESOS_ENV=staging needs SALESOS_OIDC_ISSUER",
+		},
+		{
+			name: "outside development the default address is every interface",
+			env: map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_ENV": "production",
+				"SALESOS_OIDC_ISSUER": "https://t.auth0.com/", "SALESOS_OIDC_AUDIENCE": "https://api"},
+			check: func(t *testing.T, c Config) {
+				if c.Addr != ":8080" {
+					t.Fatalf("Addr = %q", c.Addr)
+				}
+			},
+		},
+		{
+			name: "an explicit address is kept in development",
+			env:  map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_ADDR": ":9090"},
+			check: func(t *testing.T, c Config) {
+				if c.Addr != ":9090" {
+					t.Fatalf("Addr = %q", c.Addr)
+				}
+			},
+		},
+		{
+			name: "private webhook targets are refused in production",
+			env: map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_ENV": "production",
+				"SALESOS_OIDC_ISSUER": "https://t.auth0.com/", "SALESOS_OIDC_AUDIENCE": "https://api",
+				"SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"},
+			wantErr: "SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS=true is refused in production",
+		},
+		{
+			name:    "a webhook lease no longer than the timeout is refused",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_WEBHOOK_TIMEOUT": "10s", "SALESOS_WEBHOOK_LEASE": "10s"},
+			wantErr: "must be longer than SALESOS_WEBHOOK_TIMEOUT",
+		},
+		{
+			name:    "too few database connections for the workers",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_DB_MAX_CONNS": "3"},
+			wantErr: "SALESOS_DB_MAX_CONNS=3 is too few",
+		},
+		{
+			name: "the connection floor does not apply to SQLite",
+			env:  map[string]string{"SALESOS_DATABASE_URL": "sqlite://x.db", "SALESOS_DB_MAX_CONNS": "3"},
+			check: func(t *testing.T, c Config) {
+				if c.DBMaxConns != 3 {
+					t.Fatalf("DBMaxConns = %d", c.DBMaxConns)
+				}
+			},
 		},
 		{
 			name:    "issuer without audience",
@@ -63,7 +113,8 @@ func TestConfigFromEnv(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, k := range []string{"SALESOS_ADDR", "SALESOS_DATA_DIR", "SALESOS_DATABASE_URL", "SALESOS_EVENTSTORE_URL", "SALESOS_ENV",
-				"SALESOS_OIDC_ISSUER", "SALESOS_OIDC_AUDIENCE", "SALESOS_CONSISTENCY_WAIT", "SALESOS_AUTO_MIGRATE", "SALESOS_SHUTDOWN_TIMEOUT"} {
+				"SALESOS_OIDC_ISSUER", "SALESOS_OIDC_AUDIENCE", "SALESOS_CONSISTENCY_WAIT", "SALESOS_AUTO_MIGRATE", "SALESOS_SHUTDOWN_TIMEOUT",
+				"SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS", "SALESOS_WEBHOOK_TIMEOUT", "SALESOS_WEBHOOK_LEASE", "SALESOS_DB_MAX_CONNS"} {
 				t.Setenv(k, tc.env[k])
 			}
 			c, err := ConfigFromEnv()
