@@ -74,6 +74,12 @@ type Config struct {
 	// MaxRetries of a failing batch before it is handed back and offered
 	// again after a backoff. Default 5.
 	MaxRetries int
+	// MaxBackoff caps the pause before a failed projection (or a batch
+	// that keeps failing) is tried again. Default 5s.
+	MaxBackoff time.Duration
+	// StallAfter is how long a projection may stay behind the head without
+	// applying anything before Health calls it stalled. Default 30s.
+	StallAfter time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Read, when set, serves the runner's checkpoint reads (WaitFor,
@@ -94,12 +100,20 @@ func (c *Config) setDefaults() {
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = 5
 	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 }
 
-// Runner hosts projections on a Watermill router.
+// Runner hosts projections, each on a Watermill router of its own under
+// its own supervisor: a projection whose subscription or batches fail is
+// started again with backoff by itself, whatever the others do.
 type Runner struct {
 	db          *sqlx.DB
 	read        *sqlx.DB // checkpoint reads; db unless Config.Read is set
@@ -108,7 +122,8 @@ type Runner struct {
 	cfg         Config
 	progress    eventstore.Signal
 
-	mu sync.Mutex
+	mu    sync.Mutex
+	state map[string]*projectionState
 	// applyHook, when set by tests, runs after each committed batch.
 	applyHook func(name string, last uint64)
 }
@@ -120,28 +135,59 @@ func NewRunner(db *sqlx.DB, store eventstore.Store, cfg Config, ps ...Projection
 	if read == nil {
 		read = db
 	}
-	return &Runner{db: db, read: read, store: store, projections: ps, cfg: cfg}
+	r := &Runner{db: db, read: read, store: store, projections: ps, cfg: cfg, state: map[string]*projectionState{}}
+	for _, p := range ps {
+		r.state[p.Name()] = &projectionState{state: StateStopped}
+	}
+	return r
 }
 
-// Run blocks until ctx ends. If the router stops on its own (a lost
-// database, say), it is started again after a pause.
+// Run blocks until ctx ends, supervising every projection on its own.
 func (r *Runner) Run(ctx context.Context) error {
-	for {
-		err := r.runRouter(ctx)
+	var wg sync.WaitGroup
+	for _, p := range r.projections {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.supervise(ctx, p)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// supervise runs p until ctx ends. Whatever stops it (a lost connection, a
+// checkpoint that cannot be read, a lost leader lock, a panic) it is
+// started again after a pause that grows to Config.MaxBackoff and starts
+// small again once the projection has run for a while.
+func (r *Runner) supervise(ctx context.Context, p Projection) {
+	b := &backoff{min: 100 * time.Millisecond, max: r.cfg.MaxBackoff}
+	b.reset()
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := safeApply(func() error { return r.runOne(ctx, p) })
 		if ctx.Err() != nil {
-			return nil
+			break
 		}
-		r.cfg.Logger.Error("projections: router stopped; restarting", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		r.failed(p.Name(), err)
+		if time.Since(started) > time.Minute {
+			b.reset()
+		}
+		r.cfg.Logger.Error("projection stopped; restarting", "projection", p.Name(), "error", err, "after", b.d)
+		if !b.wait(ctx) {
+			break
 		}
 	}
+	r.setState(p.Name(), StateStopped)
 }
 
-func (r *Runner) runRouter(ctx context.Context) error {
-	wlog := watermill.NewSlogLogger(r.cfg.Logger.With("component", "projections"))
+// runOne runs p on a router of its own until the router stops: ctx ended,
+// or the subscription ended with an error (returned).
+func (r *Runner) runOne(ctx context.Context, p Projection) error {
+	wlog := watermill.NewSlogLogger(r.cfg.Logger.With("component", "projections", "projection", p.Name()))
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
 		return err
@@ -152,18 +198,26 @@ func (r *Runner) runRouter(ctx context.Context) error {
 		middleware.Retry{
 			MaxRetries:      r.cfg.MaxRetries,
 			InitialInterval: 50 * time.Millisecond,
-			MaxInterval:     2 * time.Second,
+			MaxInterval:     min(2*time.Second, r.cfg.MaxBackoff),
 			Multiplier:      2,
 			Logger:          wlog,
 		}.Middleware,
 		middleware.Recoverer,
 	)
-	sub := &storeSubscriber{store: r.store, db: r.db, read: r.read, batchSize: r.cfg.BatchSize, logger: r.cfg.Logger, lockRetry: r.cfg.LeaderRetry}
-	for _, p := range r.projections {
-		router.AddConsumerHandler(p.Name(), p.Name(), sub, r.handler(p))
+	name := p.Name()
+	sub := &storeSubscriber{
+		store: r.store, db: r.db, read: r.read, batchSize: r.cfg.BatchSize, logger: r.cfg.Logger,
+		lockRetry: r.cfg.LeaderRetry, maxBackoff: r.cfg.MaxBackoff,
+		onStandby: func() { r.setState(name, StateStandby) },
+		onLeading: func() { r.setState(name, StateRunning) },
+		onError:   func(err error) { r.failed(name, err) },
 	}
+	router.AddConsumerHandler(name, name, sub, r.handler(p))
 	err = router.Run(ctx)
 	_ = sub.Close()
+	if serr := sub.lastError(); serr != nil {
+		return serr
+	}
 	return err
 }
 
@@ -178,6 +232,7 @@ func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
 			return nil // the subscriber notices and starts again from 0
 		}
 		if err != nil {
+			r.failed(p.Name(), err)
 			return err
 		}
 		r.advanced(p.Name(), last)
@@ -230,12 +285,9 @@ func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64
 	if len(fresh) == 0 {
 		return uint64(cp.Position), nil // a redelivered batch: already applied
 	}
-	if pp, ok := p.(Preparer); ok && prepared != nil {
-		err = pp.ApplyPrepared(ctx, tx, prepared, uint64(cp.Position))
-	} else {
-		err = p.Apply(ctx, tx, fresh)
-	}
-	if err != nil {
+	// Events that cannot be applied are parked (see parking.go); only a
+	// transient error fails the batch.
+	if err := applyOrPark(ctx, tx, p, fresh, prepared, uint64(cp.Position)); err != nil {
 		return 0, fmt.Errorf("projection %s: %w", p.Name(), err)
 	}
 	last := fresh[len(fresh)-1].Position
@@ -267,6 +319,10 @@ func lockCheckpoint(ctx context.Context, tx *sqlx.Tx, name string, lite bool) (c
 func (r *Runner) advanced(name string, pos uint64) {
 	r.mu.Lock()
 	hook := r.applyHook
+	if st := r.state[name]; st != nil {
+		st.setState(StateRunning)
+		st.progressAt = time.Now()
+	}
 	r.mu.Unlock()
 	r.progress.Notify()
 	if hook != nil {
@@ -375,6 +431,10 @@ func Rebuild(ctx context.Context, db *sqlx.DB, p Projection) error {
 	if err := p.Reset(ctx, tx); err != nil {
 		return err
 	}
+	// The replay meets the parked events again and parks them afresh.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM projection_parked_events WHERE projection = $1`, p.Name()); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = 0, generation = generation + 1, updated_at = $2 WHERE name = $1`, p.Name(), time.Now().UTC()); err != nil {
 		return err
 	}
@@ -417,7 +477,11 @@ func CatchUp(ctx context.Context, db *sqlx.DB, store eventstore.Store, p Project
 			b := batch{evs: evs, err: err}
 			if err == nil && len(evs) > 0 {
 				if pp, ok := p.(Preparer); ok {
-					b.prepared, b.err = pp.Prepare(evs)
+					// A batch that does not decode goes through Apply, which
+					// finds and parks the events at fault.
+					if prepared, err := pp.Prepare(evs); err == nil {
+						b.prepared = prepared
+					}
 				}
 				next = evs[len(evs)-1].Position
 			}
