@@ -433,3 +433,45 @@ func TestProjectionsResumeAfterConnectionsAreKilled(t *testing.T) {
 		t.Error("the killed connections were not counted as errors of any projection")
 	}
 }
+
+// A projection that keeps failing while events wait is reported stalled
+// once it has made no progress for StallAfter, with its last error.
+func TestHealthReportsAStalledProjection(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p := &refuse{Projection: Leads{}}
+	p.transientLeft.Store(1 << 30)
+	r := f.runner(Config{BatchSize: 10, MaxRetries: 1, MaxBackoff: 50 * time.Millisecond, StallAfter: 100 * time.Millisecond}, p)
+	stop := runRunner(t, r)
+	defer stop()
+	f.writeHistory(t, 1)
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		hs, err := r.Health(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stalled, _ := Summary(hs); strings.Contains(stalled, "leads stalled") && strings.Contains(stalled, "terminating connection") {
+			if hs[0].State != StateRetrying || hs[0].Errors == 0 {
+				t.Fatalf("stalled projection: %+v", hs[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never reported stalled: %+v", hs)
+		}
+		<-tick.C
+	}
+	p.transientLeft.Store(0)
+	head, _ := f.store.Head(ctxT(t))
+	waitHead(t, f.read, head, LeadsName)
+	hs, err := r.Health(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stalled, _ := Summary(hs); stalled != "" || hs[0].State != StateRunning {
+		t.Fatalf("after recovering: %q %+v", stalled, hs[0])
+	}
+}
