@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -473,5 +474,32 @@ func TestHealthReportsAStalledProjection(t *testing.T) {
 	}
 	if stalled, _ := Summary(hs); stalled != "" || hs[0].State != StateRunning {
 		t.Fatalf("after recovering: %q %+v", stalled, hs[0])
+	}
+}
+
+// Which errors are passing problems (retry) and which are the events'
+// fault (park).
+func TestTransientClassification(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "22021", Message: `invalid byte sequence for encoding "UTF8": 0x00`}, false},
+		{&pgconn.PgError{Code: "22P05", Message: "unsupported Unicode escape sequence"}, false},
+		{&pgconn.PgError{Code: "23505"}, false},
+		{&pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}, true},
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "40001"}, true},
+		{&pgconn.PgError{Code: "53300"}, true},
+		{fmt.Errorf("read checkpoint: %w", context.Canceled), true},
+		{fmt.Errorf("x: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), true},
+		{Transient(errors.New("event store unavailable")), true},
+		{errors.New("event 1 (lead.created): json: cannot unmarshal number into Go struct field"), false},
+		{fmt.Errorf("panic: %v", "boom"), false},
+	} {
+		if got := transient(c.err); got != c.want {
+			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

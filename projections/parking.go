@@ -58,6 +58,22 @@ func heldBackError(first uint64) string {
 	return fmt.Sprintf("held back: event at position %d of this stream is parked", first)
 }
 
+// Transient marks err as a passing problem, never the fault of the events
+// being applied: a projection returns it for failures of what it reads
+// besides its transaction (the event store, say), so that the batch is
+// retried instead of its events parked.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &transientError{err}
+}
+
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
 // errConnectionLost marks a failure after which the database did not
 // answer: transient, whatever the original error said.
 var errConnectionLost = errors.New("database connection lost")
@@ -68,6 +84,10 @@ var errConnectionLost = errors.New("database connection lost")
 func transient(err error) bool {
 	if err == nil {
 		return false
+	}
+	var marked *transientError
+	if errors.As(err, &marked) {
+		return true
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, errConnectionLost) || errors.Is(err, errRebuilt) ||
@@ -254,19 +274,27 @@ func heldStreams(ctx context.Context, q sqlx.QueryerContext, projection string) 
 	return out, nil
 }
 
-// applyOrPark applies events (all above the checkpoint) in tx: the whole
-// batch at once when no stream is held back and nothing fails, otherwise
-// split until the failing events are found and parked. prepared, when not
-// nil, is the Preparer's form of a batch that may start at or before
-// after.
-func applyOrPark(ctx context.Context, tx *sqlx.Tx, p Projection, events []eventstore.RecordedEvent, prepared any, after uint64) error {
+// needsIsolation: the batch failed as a whole for a reason that is not
+// transient; the caller rolls back and calls applyOrPark again with
+// isolate set.
+type needsIsolation struct{ err error }
+
+func (e *needsIsolation) Error() string { return e.err.Error() }
+func (e *needsIsolation) Unwrap() error { return e.err }
+
+// applyOrPark applies events (all above the checkpoint) in tx. Without
+// isolate, and when no stream is held back, the batch is applied whole
+// (prepared, when not nil, is the Preparer's form of a batch that may start
+// at or before after); a failure that is not transient comes back as
+// *needsIsolation. With isolate, or when streams are held back, the batch
+// is split until the failing events are found, and those are parked.
+func applyOrPark(ctx context.Context, tx *sqlx.Tx, p Projection, events []eventstore.RecordedEvent, prepared any, after uint64, isolate bool) error {
 	held, err := heldStreams(ctx, tx, p.Name())
 	if err != nil {
 		return err
 	}
-	iso := &isolator{ctx: ctx, tx: tx, p: p, held: held, now: time.Now().UTC()}
-	if len(held) == 0 {
-		err := iso.attempt(func() error {
+	if len(held) == 0 && !isolate {
+		err := safeApply(func() error {
 			if pp, ok := p.(Preparer); ok && prepared != nil {
 				return pp.ApplyPrepared(ctx, tx, prepared, after)
 			}
@@ -275,20 +303,9 @@ func applyOrPark(ctx context.Context, tx *sqlx.Tx, p Projection, events []events
 		if err == nil || transient(err) {
 			return err
 		}
-		if len(events) == 1 {
-			iso.park(events[0], err)
-			return iso.record()
-		}
-		// Something in the batch cannot be applied: find it.
-		mid := len(events) / 2
-		if err := iso.split(events[:mid]); err != nil {
-			return err
-		}
-		if err := iso.split(events[mid:]); err != nil {
-			return err
-		}
-		return iso.record()
+		return &needsIsolation{err}
 	}
+	iso := &isolator{ctx: ctx, tx: tx, p: p, held: held, now: time.Now().UTC()}
 	if err := iso.split(events); err != nil {
 		return err
 	}

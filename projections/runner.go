@@ -165,14 +165,20 @@ func (r *Runner) supervise(ctx context.Context, p Projection) {
 	b.reset()
 	for ctx.Err() == nil {
 		started := time.Now()
-		err := safeApply(func() error { return r.runOne(ctx, p) })
+		var reported bool
+		err := safeApply(func() (err error) {
+			reported, err = r.runOne(ctx, p)
+			return err
+		})
 		if ctx.Err() != nil {
 			break
 		}
 		if err == nil {
 			err = errors.New("stopped")
 		}
-		r.failed(p.Name(), err)
+		if !reported {
+			r.failed(p.Name(), err)
+		}
 		if time.Since(started) > time.Minute {
 			b.reset()
 		}
@@ -185,12 +191,13 @@ func (r *Runner) supervise(ctx context.Context, p Projection) {
 }
 
 // runOne runs p on a router of its own until the router stops: ctx ended,
-// or the subscription ended with an error (returned).
-func (r *Runner) runOne(ctx context.Context, p Projection) error {
+// or the subscription ended with an error (returned, with reported set when
+// the subscriber has already recorded it).
+func (r *Runner) runOne(ctx context.Context, p Projection) (reported bool, err error) {
 	wlog := watermill.NewSlogLogger(r.cfg.Logger.With("component", "projections", "projection", p.Name()))
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Retry wraps Recoverer so that a panic becomes an error that is retried
 	// like any other, instead of escaping the retry loop.
@@ -216,9 +223,9 @@ func (r *Runner) runOne(ctx context.Context, p Projection) error {
 	err = router.Run(ctx)
 	_ = sub.Close()
 	if serr := sub.lastError(); serr != nil {
-		return serr
+		return true, serr
 	}
-	return err
+	return false, err
 }
 
 func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
@@ -259,7 +266,22 @@ type checkpoint struct {
 // IMMEDIATE on OpenDB's writer; and the INSERT below would take it anyway),
 // so the checkpoint read here cannot change until the commit, even when
 // another process writes the same file.
+//
+// A batch is first applied whole, without a savepoint (on SQLite a
+// savepoint makes every page the batch dirties be copied aside). If that
+// fails for a reason that is not transient, it is rolled back and applied
+// again in a fresh transaction that isolates and parks the events at fault
+// (see parking.go).
 func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64, events []eventstore.RecordedEvent, prepared any) (uint64, error) {
+	last, err := applyBatchTx(ctx, db, p, generation, events, prepared, false)
+	var ni *needsIsolation
+	if errors.As(err, &ni) {
+		last, err = applyBatchTx(ctx, db, p, generation, events, nil, true)
+	}
+	return last, err
+}
+
+func applyBatchTx(ctx context.Context, db *sqlx.DB, p Projection, generation int64, events []eventstore.RecordedEvent, prepared any, isolate bool) (uint64, error) {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -287,7 +309,7 @@ func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64
 	}
 	// Events that cannot be applied are parked (see parking.go); only a
 	// transient error fails the batch.
-	if err := applyOrPark(ctx, tx, p, fresh, prepared, uint64(cp.Position)); err != nil {
+	if err := applyOrPark(ctx, tx, p, fresh, prepared, uint64(cp.Position), isolate); err != nil {
 		return 0, fmt.Errorf("projection %s: %w", p.Name(), err)
 	}
 	last := fresh[len(fresh)-1].Position
