@@ -503,3 +503,44 @@ func TestTransientClassification(t *testing.T) {
 		}
 	}
 }
+
+// The deals projection parks a deal whose custom fields hold an escaped
+// NUL (jsonb refuses it: "unsupported Unicode escape sequence") and goes on
+// with the deals after it.
+func TestPoisonCustomFieldsOfADealAreParked(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if f.sqlite {
+		t.Skip("SQLite stores the escape as text; the decode poison of the other tests covers it")
+	}
+	d, err := f.cmd.CreateDeal(ctxT(t), meta, domain.DealInput{Name: "Template", CustomFields: map[string]json.RawMessage{"k": json.RawMessage(`"v"`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := f.store.ReadStream(ctxT(t), envelope.DealStream(d.Record.ID), 1, 1)
+	if err != nil || len(tmpl) != 1 {
+		t.Fatalf("read template: %v", err)
+	}
+	data := strings.Replace(string(tmpl[0].Data), `"v"`, `"a\u0000b"`, 1)
+	if data == string(tmpl[0].Data) {
+		t.Fatalf("no custom field to poison in %s", data)
+	}
+	stream := envelope.DealStream("deal_poison" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12])
+	poison := f.appendRaw(t, stream, eventstore.NoStream, tmpl[0].Type, tmpl[0], data)
+	after, err := f.cmd.CreateDeal(ctxT(t), meta, domain.DealInput{Name: "After"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.runner(Config{BatchSize: 50}, Deals{})
+	stop := runRunner(t, r)
+	defer stop()
+	waitHead(t, f.read, after.Position, DealsName)
+	parked, err := ListParked(ctxT(t), f.read, DealsName)
+	if err != nil || len(parked) != 1 || parked[0].Position != poison || !strings.Contains(parked[0].Error, "Unicode escape") {
+		t.Fatalf("parked %+v %v", parked, err)
+	}
+	var n int
+	if err := f.read.Get(&n, `SELECT count(*) FROM deals WHERE id IN ($1, $2)`, d.Record.ID, after.Record.ID); err != nil || n != 2 {
+		t.Fatalf("%d healthy deals projected (%v), want 2", n, err)
+	}
+}
