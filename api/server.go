@@ -9,6 +9,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -47,6 +48,17 @@ type Check struct {
 	// service works without them, degraded (Redis for shared rate limits).
 	Optional bool
 }
+
+// CheckReport is an error a Check returns to say more than "unavailable":
+// Reason is shown in the /readyz response (so it must be fit for any
+// caller's eyes), and Degraded keeps the instance ready while reporting
+// it (the projections with parked events, say).
+type CheckReport struct {
+	Degraded bool
+	Reason   string
+}
+
+func (r *CheckReport) Error() string { return r.Reason }
 
 // Deps are the server's collaborators, wired by the composition root.
 type Deps struct {
@@ -163,10 +175,21 @@ func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
 	defer cancel()
 	results := map[string]string{}
+	reasons := map[string]string{}
 	var failed []string
 	status := "ok"
 	for _, ch := range s.d.Checks {
 		if err := ch.Run(ctx); err != nil {
+			var report *CheckReport
+			if errors.As(err, &report) {
+				reasons[ch.Name] = report.Reason
+				if report.Degraded {
+					results[ch.Name] = "degraded"
+					status = "degraded"
+					s.log.Warn("readiness check degraded", "check", ch.Name, "reason", report.Reason)
+					continue
+				}
+			}
 			results[ch.Name] = "unavailable"
 			s.log.Warn("readiness check failed", "check", ch.Name, "error", err)
 			if ch.Optional {
@@ -179,11 +202,21 @@ func (s *Server) readyz(c echo.Context) error {
 		results[ch.Name] = "ok"
 	}
 	if len(failed) > 0 {
-		e := newError(http.StatusServiceUnavailable, "unavailable", "not ready: "+joinNames(failed))
+		msg := "not ready: " + joinNames(failed)
+		for _, n := range failed {
+			if r := reasons[n]; r != "" {
+				msg += " (" + n + ": " + r + ")"
+			}
+		}
+		e := newError(http.StatusServiceUnavailable, "unavailable", msg)
 		e.RetryAfter = 5
 		return e
 	}
-	return c.JSON(http.StatusOK, map[string]any{"status": status, "checks": results})
+	body := map[string]any{"status": status, "checks": results}
+	if len(reasons) > 0 {
+		body["reasons"] = reasons
+	}
+	return c.JSON(http.StatusOK, body)
 }
 
 func joinNames(ns []string) string {

@@ -111,6 +111,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			err := database.Read.GetContext(ctx, &n, `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`)
 			return n, err
 		},
+		Projections: func(ctx context.Context) ([]metrics.ProjectionStatus, error) {
+			hs, err := a.Runner.Health(ctx)
+			out := make([]metrics.ProjectionStatus, 0, len(hs))
+			for _, h := range hs {
+				out = append(out, metrics.ProjectionStatus{Name: h.Name, State: h.State, Parked: h.Parked, Errors: h.Errors})
+			}
+			return out, err
+		},
+		States: projections.States,
 		Logger: log,
 	})
 	var limiter ratelimit.Limiter = ratelimit.NewMemory()
@@ -147,6 +156,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	checks := []api.Check{
 		{Name: "database", Run: db.PingContext},
 		{Name: "event_store", Run: a.Store.Ping},
+		{Name: "projections", Run: a.projectionsReady},
 	}
 	if a.redis != nil {
 		// Readiness reports Redis, but requests keep flowing without it
@@ -220,7 +230,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	dispDone := make(chan struct{})
 	go func() {
 		defer close(dispDone)
-		_ = a.Dispatcher.Run(dispCtx)
+		a.superviseDispatcher(dispCtx)
 	}()
 
 	purgeCtx, stopPurge := context.WithCancel(ctx)
@@ -250,6 +260,61 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		serveErr = nil
 	}
 	return serveErr
+}
+
+// projectionsReady is the readiness check of the query side. A stalled
+// projection (behind the head with no progress for a while) fails it: every
+// tenant's lists and consistency-token reads are stale or 503 there, and an
+// operator must look. Parked events and a projection retrying after an error
+// only degrade it: reads keep flowing for every other stream.
+func (a *App) projectionsReady(ctx context.Context) error {
+	hs, err := a.Runner.Health(ctx)
+	if err != nil {
+		return err
+	}
+	stalled, degraded := projections.Summary(hs)
+	switch {
+	case stalled != "":
+		return &api.CheckReport{Reason: stalled}
+	case degraded != "":
+		return &api.CheckReport{Degraded: true, Reason: degraded}
+	}
+	return nil
+}
+
+// superviseDispatcher runs the webhook dispatcher until ctx ends, starting
+// it again (after a pause growing to a few seconds) whenever it returns or
+// panics while the server runs.
+func (a *App) superviseDispatcher(ctx context.Context) {
+	superviseWorker(ctx, "webhook dispatcher", a.log, a.Dispatcher.Run)
+}
+
+func superviseWorker(ctx context.Context, name string, log *slog.Logger, run func(context.Context) error) {
+	pause := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := func() (err error) {
+			defer func() {
+				if v := recover(); v != nil {
+					err = fmt.Errorf("panic: %v", v)
+				}
+			}()
+			return run(ctx)
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			pause = 100 * time.Millisecond
+		}
+		log.Error(name+" stopped; restarting", "error", err, "after", pause)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
 }
 
 // purgeIdempotencyKeys deletes expired idempotency keys every hour.

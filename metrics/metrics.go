@@ -62,7 +62,21 @@ type StateSource struct {
 	Positions func(ctx context.Context) (checkpoints map[string]uint64, head uint64, err error)
 	// QueueDepth returns the number of pending webhook deliveries.
 	QueueDepth func(ctx context.Context) (int64, error)
-	Logger     *slog.Logger
+	// Projections returns each projection's state, parked events and
+	// error count.
+	Projections func(ctx context.Context) ([]ProjectionStatus, error)
+	// States are the values ProjectionStatus.State takes: the state gauge
+	// has one series per state, 1 for the current one.
+	States []string
+	Logger *slog.Logger
+}
+
+// ProjectionStatus is what the projection gauges show of one projection.
+type ProjectionStatus struct {
+	Name   string
+	State  string // running, retrying, parked, ...
+	Parked int64  // events parked
+	Errors uint64 // failures since the process started
 }
 
 // RegisterState adds the projection position/lag and webhook queue gauges.
@@ -72,12 +86,16 @@ func (m *Metrics) RegisterState(src StateSource) {
 		lag:      prometheus.NewDesc("salesos_projection_lag_events", "Positions between the event store's head and a projection's checkpoint.", []string{"projection"}, nil),
 		head:     prometheus.NewDesc("salesos_eventstore_head_position", "Global position of the last stored event.", nil, nil),
 		queue:    prometheus.NewDesc("salesos_webhook_queue_depth", "Webhook deliveries waiting to be delivered (pending).", nil, nil),
+		parked:   prometheus.NewDesc("salesos_projection_parked_events", "Events a projection could not apply and set aside (see salesos projections parked).", []string{"projection"}, nil),
+		state:    prometheus.NewDesc("salesos_projection_state", "A projection's state in this process: 1 for the current state, 0 for the others.", []string{"projection", "state"}, nil),
+		errors:   prometheus.NewDesc("salesos_projection_errors_total", "Failures of a projection (batches, subscriptions, leader lock) in this process; the last error is in /readyz and the logs.", []string{"projection"}, nil),
 	})
 }
 
 type stateCollector struct {
 	src                        StateSource
 	position, lag, head, queue *prometheus.Desc
+	parked, state, errors      *prometheus.Desc
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -85,6 +103,9 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lag
 	ch <- c.head
 	ch <- c.queue
+	ch <- c.parked
+	ch <- c.state
+	ch <- c.errors
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -103,6 +124,23 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 					lag = float64(head - cp)
 				}
 				ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag, name)
+			}
+		}
+	}
+	if c.src.Projections != nil {
+		ps, err := c.src.Projections(ctx)
+		if err != nil {
+			c.warn("projection states", err)
+		}
+		for _, p := range ps {
+			ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(p.Parked), p.Name)
+			ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(p.Errors), p.Name)
+			for _, s := range c.src.States {
+				v := 0.0
+				if s == p.State {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, p.Name, s)
 			}
 		}
 	}

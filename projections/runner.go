@@ -1,10 +1,13 @@
 // Package projections builds the query side of SalesOS from the event store.
 //
-// Each projection is a Watermill handler on a Router. Its subscriber reads
+// Each projection is a Watermill handler on a Router of its own, under its
+// own supervisor (Runner.supervise), so one that fails is started again by
+// itself while the others run. Its subscriber reads
 // the event store from the projection's checkpoint and hands the handler
 // whole batches; the handler applies a batch (set-based SQL on PostgreSQL,
 // prepared per-row statements on SQLite) and moves the checkpoint in the
-// same transaction. So a crash at any point either
+// same transaction. An event that cannot be applied is parked rather than
+// failing its batch forever (see parking.go). So a crash at any point either
 // keeps the whole batch or none of it, and replaying a batch that was
 // already applied changes nothing (events at or below the checkpoint are
 // skipped). Among several API instances one runs each projection at a time
@@ -74,6 +77,12 @@ type Config struct {
 	// MaxRetries of a failing batch before it is handed back and offered
 	// again after a backoff. Default 5.
 	MaxRetries int
+	// MaxBackoff caps the pause before a failed projection (or a batch
+	// that keeps failing) is tried again. Default 5s.
+	MaxBackoff time.Duration
+	// StallAfter is how long a projection may stay behind the head without
+	// applying anything before Health calls it stalled. Default 30s.
+	StallAfter time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Read, when set, serves the runner's checkpoint reads (WaitFor,
@@ -94,12 +103,20 @@ func (c *Config) setDefaults() {
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = 5
 	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 }
 
-// Runner hosts projections on a Watermill router.
+// Runner hosts projections, each on a Watermill router of its own under
+// its own supervisor: a projection whose subscription or batches fail is
+// started again with backoff by itself, whatever the others do.
 type Runner struct {
 	db          *sqlx.DB
 	read        *sqlx.DB // checkpoint reads; db unless Config.Read is set
@@ -108,7 +125,8 @@ type Runner struct {
 	cfg         Config
 	progress    eventstore.Signal
 
-	mu sync.Mutex
+	mu    sync.Mutex
+	state map[string]*projectionState
 	// applyHook, when set by tests, runs after each committed batch.
 	applyHook func(name string, last uint64)
 }
@@ -120,31 +138,69 @@ func NewRunner(db *sqlx.DB, store eventstore.Store, cfg Config, ps ...Projection
 	if read == nil {
 		read = db
 	}
-	return &Runner{db: db, read: read, store: store, projections: ps, cfg: cfg}
+	r := &Runner{db: db, read: read, store: store, projections: ps, cfg: cfg, state: map[string]*projectionState{}}
+	for _, p := range ps {
+		r.state[p.Name()] = &projectionState{state: StateStopped}
+	}
+	return r
 }
 
-// Run blocks until ctx ends. If the router stops on its own (a lost
-// database, say), it is started again after a pause.
+// Run blocks until ctx ends, supervising every projection on its own.
 func (r *Runner) Run(ctx context.Context) error {
-	for {
-		err := r.runRouter(ctx)
+	var wg sync.WaitGroup
+	for _, p := range r.projections {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.supervise(ctx, p)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// supervise runs p until ctx ends. Whatever stops it (a lost connection, a
+// checkpoint that cannot be read, a lost leader lock, a panic) it is
+// started again after a pause that grows to Config.MaxBackoff and starts
+// small again once the projection has run for a while.
+func (r *Runner) supervise(ctx context.Context, p Projection) {
+	b := &backoff{min: 100 * time.Millisecond, max: r.cfg.MaxBackoff}
+	b.reset()
+	for ctx.Err() == nil {
+		started := time.Now()
+		var reported bool
+		err := safeApply(func() (err error) {
+			reported, err = r.runOne(ctx, p)
+			return err
+		})
 		if ctx.Err() != nil {
-			return nil
+			break
 		}
-		r.cfg.Logger.Error("projections: router stopped; restarting", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		if !reported {
+			r.failed(p.Name(), err)
+		}
+		if time.Since(started) > time.Minute {
+			b.reset()
+		}
+		r.cfg.Logger.Error("projection stopped; restarting", "projection", p.Name(), "error", err, "after", b.d)
+		if !b.wait(ctx) {
+			break
 		}
 	}
+	r.setState(p.Name(), StateStopped)
 }
 
-func (r *Runner) runRouter(ctx context.Context) error {
-	wlog := watermill.NewSlogLogger(r.cfg.Logger.With("component", "projections"))
+// runOne runs p on a router of its own until the router stops: ctx ended,
+// or the subscription ended with an error (returned, with reported set when
+// the subscriber has already recorded it).
+func (r *Runner) runOne(ctx context.Context, p Projection) (reported bool, err error) {
+	wlog := watermill.NewSlogLogger(r.cfg.Logger.With("component", "projections", "projection", p.Name()))
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Retry wraps Recoverer so that a panic becomes an error that is retried
 	// like any other, instead of escaping the retry loop.
@@ -152,19 +208,27 @@ func (r *Runner) runRouter(ctx context.Context) error {
 		middleware.Retry{
 			MaxRetries:      r.cfg.MaxRetries,
 			InitialInterval: 50 * time.Millisecond,
-			MaxInterval:     2 * time.Second,
+			MaxInterval:     min(2*time.Second, r.cfg.MaxBackoff),
 			Multiplier:      2,
 			Logger:          wlog,
 		}.Middleware,
 		middleware.Recoverer,
 	)
-	sub := &storeSubscriber{store: r.store, db: r.db, read: r.read, batchSize: r.cfg.BatchSize, logger: r.cfg.Logger, lockRetry: r.cfg.LeaderRetry}
-	for _, p := range r.projections {
-		router.AddConsumerHandler(p.Name(), p.Name(), sub, r.handler(p))
+	name := p.Name()
+	sub := &storeSubscriber{
+		store: r.store, db: r.db, read: r.read, batchSize: r.cfg.BatchSize, logger: r.cfg.Logger,
+		lockRetry: r.cfg.LeaderRetry, maxBackoff: r.cfg.MaxBackoff,
+		onStandby: func() { r.setState(name, StateStandby) },
+		onLeading: func() { r.setState(name, StateRunning) },
+		onError:   func(err error) { r.failed(name, err) },
 	}
+	router.AddConsumerHandler(name, name, sub, r.handler(p))
 	err = router.Run(ctx)
 	_ = sub.Close()
-	return err
+	if serr := sub.lastError(); serr != nil {
+		return true, serr
+	}
+	return false, err
 }
 
 func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
@@ -178,6 +242,7 @@ func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
 			return nil // the subscriber notices and starts again from 0
 		}
 		if err != nil {
+			r.failed(p.Name(), err)
 			return err
 		}
 		r.advanced(p.Name(), last)
@@ -204,7 +269,22 @@ type checkpoint struct {
 // IMMEDIATE on OpenDB's writer; and the INSERT below would take it anyway),
 // so the checkpoint read here cannot change until the commit, even when
 // another process writes the same file.
+//
+// A batch is first applied whole, without a savepoint (on SQLite a
+// savepoint makes every page the batch dirties be copied aside). If that
+// fails for a reason that is not transient, it is rolled back and applied
+// again in a fresh transaction that isolates and parks the events at fault
+// (see parking.go).
 func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64, events []eventstore.RecordedEvent, prepared any) (uint64, error) {
+	last, err := applyBatchTx(ctx, db, p, generation, events, prepared, false)
+	var ni *needsIsolation
+	if errors.As(err, &ni) {
+		last, err = applyBatchTx(ctx, db, p, generation, events, nil, true)
+	}
+	return last, err
+}
+
+func applyBatchTx(ctx context.Context, db *sqlx.DB, p Projection, generation int64, events []eventstore.RecordedEvent, prepared any, isolate bool) (uint64, error) {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -230,12 +310,9 @@ func applyBatch(ctx context.Context, db *sqlx.DB, p Projection, generation int64
 	if len(fresh) == 0 {
 		return uint64(cp.Position), nil // a redelivered batch: already applied
 	}
-	if pp, ok := p.(Preparer); ok && prepared != nil {
-		err = pp.ApplyPrepared(ctx, tx, prepared, uint64(cp.Position))
-	} else {
-		err = p.Apply(ctx, tx, fresh)
-	}
-	if err != nil {
+	// Events that cannot be applied are parked (see parking.go); only a
+	// transient error fails the batch.
+	if err := applyOrPark(ctx, tx, p, fresh, prepared, uint64(cp.Position), isolate); err != nil {
 		return 0, fmt.Errorf("projection %s: %w", p.Name(), err)
 	}
 	last := fresh[len(fresh)-1].Position
@@ -267,6 +344,10 @@ func lockCheckpoint(ctx context.Context, tx *sqlx.Tx, name string, lite bool) (c
 func (r *Runner) advanced(name string, pos uint64) {
 	r.mu.Lock()
 	hook := r.applyHook
+	if st := r.state[name]; st != nil {
+		st.setState(StateRunning)
+		st.progressAt = time.Now()
+	}
 	r.mu.Unlock()
 	r.progress.Notify()
 	if hook != nil {
@@ -375,6 +456,10 @@ func Rebuild(ctx context.Context, db *sqlx.DB, p Projection) error {
 	if err := p.Reset(ctx, tx); err != nil {
 		return err
 	}
+	// The replay meets the parked events again and parks them afresh.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM projection_parked_events WHERE projection = $1`, p.Name()); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE projection_checkpoints SET position = 0, generation = generation + 1, updated_at = $2 WHERE name = $1`, p.Name(), time.Now().UTC()); err != nil {
 		return err
 	}
@@ -417,7 +502,11 @@ func CatchUp(ctx context.Context, db *sqlx.DB, store eventstore.Store, p Project
 			b := batch{evs: evs, err: err}
 			if err == nil && len(evs) > 0 {
 				if pp, ok := p.(Preparer); ok {
-					b.prepared, b.err = pp.Prepare(evs)
+					// A batch that does not decode goes through Apply, which
+					// finds and parks the events at fault.
+					if prepared, err := pp.Prepare(evs); err == nil {
+						b.prepared = prepared
+					}
 				}
 				next = evs[len(evs)-1].Position
 			}

@@ -1,7 +1,9 @@
 package projections
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,11 +39,19 @@ type storeSubscriber struct {
 	batchSize int
 	logger    *slog.Logger
 	lockRetry time.Duration
+	// maxBackoff caps the pause before a nacked batch is offered again.
+	maxBackoff time.Duration
+	// Hooks for the runner's supervisor (each optional): waiting for the
+	// leader lock, following the store, and an error that ended the
+	// subscription.
+	onStandby, onLeading func()
+	onError              func(error)
 
-	mu     sync.Mutex
-	closed bool
-	cancel []context.CancelFunc
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	closed  bool
+	lastErr error
+	cancel  []context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 var _ message.Subscriber = (*storeSubscriber)(nil)
@@ -72,23 +82,51 @@ func (s *storeSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 	return out, nil
 }
 
+// run follows the store as the projection's leader until ctx ends or an
+// error; the error is kept (lastError) and the channel closed, which stops
+// the router so that the runner's supervisor starts the projection again.
 func (s *storeSubscriber) run(ctx context.Context, name string, out chan<- *message.Message) {
-	unlock, err := acquireLeader(ctx, s.db, name, s.lockRetry)
+	if s.onStandby != nil {
+		s.onStandby()
+	}
+	leader, err := acquireLeader(ctx, s.db, name, s.lockRetry)
 	if err != nil {
 		return // ctx ended while waiting
 	}
-	defer unlock()
+	defer leader.unlock()
+	// The lock lives as long as its connection: if that dies (a database
+	// restart, a killed session) another instance may take over, so stop
+	// and queue for the lock again.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go leader.watch(ctx, s.lockRetry, cancel)
 	for ctx.Err() == nil {
 		err := s.follow(ctx, name, out)
 		if errors.Is(err, errRebuilt) {
 			s.logger.Info("projection: rebuilt; replaying from the start", "projection", name)
 			continue
 		}
-		if err != nil && ctx.Err() == nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errLeaderLost) {
+			err = cause
+		}
+		if err != nil && (ctx.Err() == nil || errors.Is(err, errLeaderLost)) {
 			s.logger.Error("projection: subscription failed", "projection", name, "error", err)
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+			if s.onError != nil {
+				s.onError(err)
+			}
 		}
 		return
 	}
+}
+
+// lastError is the error that ended the subscription, if any.
+func (s *storeSubscriber) lastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
 }
 
 // follow feeds batches from the stored checkpoint on, until ctx ends, an
@@ -101,6 +139,9 @@ func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *m
 	// A rebuild resets the checkpoint under us. Between batches we check
 	// after each ack; while idle, a watcher checks every lockRetry and
 	// interrupts the wait.
+	if s.onLeading != nil {
+		s.onLeading()
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go s.watchGeneration(ctx, name, cp.Generation, cancel)
@@ -111,7 +152,8 @@ func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *m
 	}
 	defer sub.Close()
 
-	backoff := newBackoff()
+	backoff := &backoff{min: 100 * time.Millisecond, max: cmp.Or(s.maxBackoff, 5*time.Second)}
+	backoff.reset()
 	for {
 		evs, err := sub.Next(ctx)
 		if err != nil {
@@ -187,6 +229,39 @@ func (s *storeSubscriber) Close() error {
 	return nil
 }
 
+// errLeaderLost: the connection holding the leader lock is gone.
+var errLeaderLost = errors.New("leader lock lost")
+
+// leadership is a held leader lock.
+type leadership struct {
+	conn   *sql.Conn // nil on SQLite
+	unlock func()
+}
+
+// watch cancels ctx with errLeaderLost when the lock's connection stops
+// answering.
+func (l leadership) watch(ctx context.Context, every time.Duration, cancel context.CancelCauseFunc) {
+	if l.conn == nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		err := l.conn.PingContext(pctx)
+		pcancel()
+		if err != nil && ctx.Err() == nil {
+			cancel(fmt.Errorf("%w: %w", errLeaderLost, err))
+			return
+		}
+	}
+}
+
 // acquireLeader blocks until this process holds the projection's advisory
 // lock, or ctx ends. The lock lives on a dedicated connection and goes away
 // with it, so a crashed instance frees its projections at once.
@@ -199,9 +274,9 @@ func (s *storeSubscriber) Close() error {
 // what is already applied. So two runners on one file, in one process or
 // several, both follow the log and one of them wastes the work of a batch
 // the other already applied; the tables stay exact.
-func acquireLeader(ctx context.Context, db *sqlx.DB, name string, retry time.Duration) (func(), error) {
+func acquireLeader(ctx context.Context, db *sqlx.DB, name string, retry time.Duration) (leadership, error) {
 	if dialect.IsSQLite(db) {
-		return func() {}, nil
+		return leadership{unlock: func() {}}, nil
 	}
 	for {
 		conn, err := db.Conn(ctx)
@@ -209,33 +284,33 @@ func acquireLeader(ctx context.Context, db *sqlx.DB, name string, retry time.Dur
 			var ok bool
 			err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock(hashtext(current_schema() || ':salesos:projection:' || $1))`, name).Scan(&ok)
 			if err == nil && ok {
-				return func() {
+				return leadership{conn: conn, unlock: func() {
 					// Closing the connection would return it to the pool with
 					// the lock still held; unlock explicitly first.
 					uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					defer cancel()
 					_, _ = conn.ExecContext(uctx, `SELECT pg_advisory_unlock(hashtext(current_schema() || ':salesos:projection:' || $1))`, name)
 					conn.Close()
-				}, nil
+				}}, nil
 			}
 			conn.Close()
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return leadership{}, ctx.Err()
 		case <-time.After(retry):
 		}
 	}
 }
 
-type backoff struct{ d time.Duration }
+// backoff is a doubling pause from min to max; call reset before use.
+type backoff struct{ d, min, max time.Duration }
 
-func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
-func (b *backoff) reset()  { b.d = 100 * time.Millisecond }
+func (b *backoff) reset() { b.d = b.min }
 func (b *backoff) wait(ctx context.Context) bool {
 	t := time.NewTimer(b.d)
 	defer t.Stop()
-	b.d = min(b.d*2, 30*time.Second)
+	b.d = min(b.d*2, b.max)
 	select {
 	case <-ctx.Done():
 		return false

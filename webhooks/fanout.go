@@ -14,6 +14,7 @@ import (
 	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/internal/dialect"
+	"github.com/salesos/salesos/projections"
 )
 
 // FanOutName is the fan-out's checkpoint key (see projections: renaming it
@@ -221,7 +222,9 @@ func (f FanOut) payloads(ctx context.Context, events []eventstore.RecordedEvent)
 		if first := sb.evs[0].Version; first > 1 {
 			raw, err := f.Streams.ReadStream(ctx, stream, 1, int(first-1))
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", stream, err)
+				// The event store failing is never the event's fault:
+				// retry the batch rather than park its events.
+				return nil, projections.Transient(fmt.Errorf("read %s: %w", stream, err))
 			}
 			if earlier, err = envelope.DecodeAll(raw); err != nil {
 				return nil, err

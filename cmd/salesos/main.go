@@ -14,11 +14,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/salesos/salesos/app"
 	"github.com/salesos/salesos/auth"
 	"github.com/salesos/salesos/projections"
+	"github.com/salesos/salesos/webhooks"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -31,6 +33,9 @@ Usage:
   salesos migrate                       apply pending database migrations and exit
   salesos dev-token [flags]             print a token from the built-in development issuer
   salesos projections rebuild [NAME]    rebuild query tables from the events (leads, deals; default all)
+  salesos projections parked            list the events projections could not apply and set aside
+  salesos projections retry [--position N] [NAME]
+                                        re-apply parked events (of NAME, or the stream of position N)
   salesos version                       print the version
 
 Configuration comes from SALESOS_* environment variables; see README.md.
@@ -56,10 +61,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "dev-token":
 		return devToken(args[1:], stdout)
 	case "projections":
-		if len(args) < 2 || args[1] != "rebuild" {
-			return errors.New(`usage: salesos projections rebuild [leads|deals]`)
+		if len(args) >= 2 {
+			switch args[1] {
+			case "rebuild":
+				return rebuild(args[2:], stdout)
+			case "parked":
+				return listParked(stdout)
+			case "retry":
+				return retryParked(args[2:], stdout)
+			}
 		}
-		return rebuild(args[2:], stdout)
+		return errors.New(`usage: salesos projections rebuild [leads|deals] | parked | retry [--position N] [leads|deals|webhook_fanout]`)
 	case "version":
 		fmt.Fprintln(stdout, "salesos", version)
 		return nil
@@ -197,6 +209,99 @@ func rebuild(args []string, stdout io.Writer) error {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
 		fmt.Fprintf(stdout, "rebuilt %s up to position %d in %s\n", p.Name(), pos, time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// listParked prints the parked events of every projection, oldest first.
+func listParked(stdout io.Writer) error {
+	cfg, err := app.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	db, err := app.OpenDatabase(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	parked, err := projections.ListParked(ctx, db.Read, "")
+	if err != nil {
+		return fmt.Errorf("list parked events (is the schema migrated?): %w", err)
+	}
+	if len(parked) == 0 {
+		fmt.Fprintln(stdout, "no parked events")
+		return nil
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PROJECTION\tPOSITION\tSTREAM\tTYPE\tATTEMPTS\tLAST ATTEMPT\tERROR")
+	for _, p := range parked {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", p.Projection, p.Position, p.StreamID, p.EventType, p.Attempts,
+			p.LastAttemptAt.Format(time.RFC3339), strings.ReplaceAll(p.Error, "\n", " "))
+	}
+	return w.Flush()
+}
+
+// retryParked re-applies parked events: of one projection or all, of one
+// stream (the one holding --position) or all. It fails when any event is
+// still parked afterwards, so that scripts notice.
+func retryParked(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("projections retry", flag.ContinueOnError)
+	position := fs.Uint64("position", 0, "retry only the stream of the parked event at this position")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	name := ""
+	if fs.NArg() > 0 {
+		name = fs.Arg(0)
+		// Flags may come after the name too.
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected arguments %q", fs.Args())
+		}
+	}
+	cfg, err := app.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg.AutoMigrate = true
+	a, err := app.Open(ctx, cfg, logger(cfg))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	all := []projections.Projection{projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store}}
+	var known []string
+	tried, still := 0, 0
+	for _, p := range all {
+		known = append(known, p.Name())
+		if name != "" && name != p.Name() {
+			continue
+		}
+		tried++
+		res, err := projections.RetryParked(ctx, a.DB, a.Store, p, *position)
+		if errors.Is(err, projections.ErrNotParked) && name == "" {
+			tried--
+			continue // that position is parked by another projection
+		}
+		if err != nil {
+			return fmt.Errorf("retry %s: %w", p.Name(), err)
+		}
+		still += res.StillParked
+		fmt.Fprintf(stdout, "%s: %d re-applied, %d still parked\n", p.Name(), res.Applied, res.StillParked)
+	}
+	if tried == 0 && *position > 0 && name == "" {
+		return fmt.Errorf("position %d: %w", *position, projections.ErrNotParked)
+	}
+	if tried == 0 {
+		return fmt.Errorf("no projection named %q (known: %s)", name, strings.Join(known, ", "))
+	}
+	if still > 0 {
+		return fmt.Errorf("%d event(s) still parked; see salesos projections parked", still)
 	}
 	return nil
 }
