@@ -15,14 +15,33 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+	eventstoretest.RunWith(t, func(t *testing.T) eventstore.Store {
 		db := testdb.NewPostgres(t)
 		s, err := postgres.New(context.Background(), db.DB, postgres.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
-	})
+	}, eventstoretest.Options{NewPair: func(t *testing.T) (eventstore.Store, eventstore.Store) {
+		// Two pools on one schema: two processes, each with its own
+		// writer, racing for the advisory lock.
+		schema := testdb.NewPostgres(t)
+		other, err := sqlx.Open("pgx", schema.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other.SetMaxOpenConns(4)
+		t.Cleanup(func() { other.Close() })
+		a, err := postgres.New(context.Background(), schema.DB, postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := postgres.New(context.Background(), other, postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, b
+	}})
 }
 
 // A subscriber in one process is woken by an append made through another
@@ -95,4 +114,17 @@ func TestAppendAfterCloseFails(t *testing.T) {
 			t.Fatalf("append after close: err %v, ctx %v", err, ctx.Err())
 		}
 	}
+}
+
+// The connection is lost around COMMIT: the store looks the batch's event
+// ids up on another connection before it answers.
+func TestAmbiguousCommit(t *testing.T) {
+	t.Parallel()
+	db := testdb.NewPostgres(t)
+	s, err := postgres.New(context.Background(), db.DB, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eventstoretest.AmbiguousCommit(t, s, func(f func() (bool, error)) { postgres.SetCommitFault(s, f) })
 }

@@ -28,13 +28,27 @@ func ev() eventstore.EventData {
 }
 
 func TestConformance(t *testing.T) {
-	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+	eventstoretest.RunWith(t, func(t *testing.T) eventstore.Store {
 		s, err := sqlite.Open(testCtx(t), filepath.Join(t.TempDir(), "salesos.db"), sqlite.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
-	})
+	}, eventstoretest.Options{NewPair: func(t *testing.T) (eventstore.Store, eventstore.Store) {
+		// Two opens of one file: two processes, each with its own writer
+		// connection, serialized by SQLite's write lock.
+		path := filepath.Join(t.TempDir(), "salesos.db")
+		a, err := sqlite.Open(testCtx(t), path, sqlite.Options{PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := sqlite.Open(testCtx(t), path, sqlite.Options{PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			a.Close()
+			t.Fatal(err)
+		}
+		return a, b
+	}})
 }
 
 // The composition root's way: open the file, migrate it, build the store on
@@ -316,4 +330,16 @@ func TestPathWithSpecialCharacters(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("database not at %s: %v", path, err)
 	}
+}
+
+// COMMIT fails with an unknown outcome: the store looks the batch's event
+// ids up through its read pool before it answers.
+func TestAmbiguousCommit(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.Open(testCtx(t), filepath.Join(t.TempDir(), "salesos.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eventstoretest.AmbiguousCommit(t, s, func(f func() (bool, error)) { sqlite.SetCommitFault(s, f) })
 }
