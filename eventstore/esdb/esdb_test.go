@@ -341,3 +341,28 @@ func TestForeignPositionIsRefused(t *testing.T) {
 		t.Fatalf("Next after a foreign position: %d events, %v", len(evs), err)
 	}
 }
+
+// While the server is away, a call that gives up says the store is
+// unavailable (the API answers 503), not just that its time ran out.
+func TestOutageIsUnavailable(t *testing.T) {
+	srv := esdbtest.Start(t)
+	s := newStore(t, srv.ConnString())
+	srv.Stop()
+	for name, call := range map[string]func(context.Context) error{
+		"append": func(ctx context.Context) error {
+			_, err := s.Append(ctx, "lead-x", eventstore.NoStream, ev("a"))
+			return err
+		},
+		"read stream": func(ctx context.Context) error {
+			_, err := s.ReadStream(ctx, "lead-x", 1, 10)
+			return err
+		},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := call(ctx)
+		cancel()
+		if !errors.Is(err, eventstore.ErrUnavailable) || !eventstore.IsUnavailable(err) {
+			t.Errorf("%s with the server down: %v, want ErrUnavailable", name, err)
+		}
+	}
+}

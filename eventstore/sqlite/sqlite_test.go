@@ -343,3 +343,39 @@ func TestAmbiguousCommit(t *testing.T) {
 	defer s.Close()
 	eventstoretest.AmbiguousCommit(t, s, func(f func() (bool, error)) { sqlite.SetCommitFault(s, f) })
 }
+
+// Another process holding the write lock past the busy timeout makes
+// appends fail as unavailable (the API answers 503), and the store writes
+// again as soon as the lock is released.
+func TestLockHeldElsewhereIsUnavailable(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "salesos.db")
+	s, err := sqlite.Open(ctx, path, sqlite.Options{DB: sqlite.DBOptions{BusyTimeout: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	holder, err := sqlite.OpenDB(ctx, path, sqlite.DBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	conn, err := holder.Write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, "s-locked", eventstore.NoStream, ev())
+	if !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("append while another process holds the lock: %v, want ErrUnavailable", err)
+	}
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "s-locked", eventstore.NoStream, ev()); err != nil {
+		t.Fatalf("append after the lock was released: %v", err)
+	}
+}
