@@ -104,7 +104,8 @@ func TestDatabaseOutageIs503AndRecovers(t *testing.T) {
 		"org_id": newOrg("outage"), "plan": "enterprise",
 		"scope": strings.Join(append(apptest.AllScopes, "manage:webhooks", "read:events"), " "),
 	})
-	_, leadID := createLead(t, s, tok, map[string]any{"name": "Before"})
+	before, _ := createLead(t, s, tok, map[string]any{"name": "Before"})
+	leadID := before["id"].(string)
 
 	proxy.Down()
 	requests := []struct{ method, path string }{
