@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/salesos/salesos/auth/authtest"
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/idempotency"
@@ -180,5 +181,32 @@ func decodeInto(t *testing.T, raw []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(raw, v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Webhook subscriptions are not event-sourced: the id derived from the key
+// and the table's primary key play the part of the event ids. A retry that
+// takes over an attempt which inserted the subscription answers with that
+// subscription, secret included, and there is still one.
+func TestCrashedWebhookCreateIsTakenOver(t *testing.T) {
+	t.Parallel()
+	s := apptest.Start(t)
+	org := newOrg("crash-wh")
+	tok := s.Issuer.TokenWith(t, authtest.Claims{"org_id": org, "plan": "enterprise", "scope": "manage:webhooks"})
+	body := []byte(`{"url":"http://127.0.0.1:9/hook","events":["lead.created"]}`)
+	first := call(t, s, http.MethodPost, "/v1/webhooks", tok, body, "Idempotency-Key", "c-wh")
+	created := wantStatus(t, first, http.StatusCreated)
+	if _, err := s.App.DB.Exec(`UPDATE idempotency_keys SET status = 'in_progress', response_status = NULL, response_headers = NULL, response_body = NULL WHERE org_id = $1 AND key = $2`, org, "c-wh"); err != nil {
+		t.Fatal(err)
+	}
+	expireClaim(t, s, org, "c-wh")
+	retry := call(t, s, http.MethodPost, "/v1/webhooks", tok, body, "Idempotency-Key", "c-wh")
+	got := wantStatus(t, retry, http.StatusCreated)
+	if got["id"] != created["id"] || got["secret"] != created["secret"] || got["secret"] == nil {
+		t.Fatalf("takeover answered %v, want the first attempt's %v", got, created)
+	}
+	list := wantStatus(t, call(t, s, http.MethodGet, "/v1/webhooks", tok, nil), http.StatusOK)
+	if n := len(listData(t, list)); n != 1 {
+		t.Fatalf("%d subscriptions after the takeover, want 1", n)
 	}
 }

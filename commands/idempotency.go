@@ -67,6 +67,16 @@ func (h *Handler) recordID(ctx context.Context, orgID, prefix string) string {
 	return h.newID(prefix)
 }
 
+// KeyedID is the id a request running under an idempotency key gives the
+// record it creates (prefix_<hex>), for records that are not event-sourced
+// (webhook subscriptions): ok is false without a key.
+func KeyedID(ctx context.Context, orgID, prefix string) (id string, ok bool) {
+	if _, ok := idempotencyOf(ctx); !ok {
+		return "", false
+	}
+	return (&Handler{}).recordID(ctx, orgID, prefix), true
+}
+
 // eventID is the id of the n-th event a command appends to stream.
 func eventID(ctx context.Context, orgID, stream string, n int) string {
 	if i, ok := idempotencyOf(ctx); ok {
