@@ -379,3 +379,36 @@ func TestLockHeldElsewhereIsUnavailable(t *testing.T) {
 		t.Fatalf("append after the lock was released: %v", err)
 	}
 }
+
+// The query side reads and writes the SQLite file with its own handles: a
+// busy error from there (not wrapped by the store) is an outage too.
+func TestRawBusyErrorIsUnavailable(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "salesos.db")
+	a, err := sqlite.OpenDB(ctx, path, sqlite.DBOptions{BusyTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := sqlite.OpenDB(ctx, path, sqlite.DBOptions{BusyTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := a.Write.ExecContext(ctx, `CREATE TABLE t (x INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := a.Write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), `ROLLBACK`)
+	_, err = b.Write.ExecContext(ctx, `INSERT INTO t VALUES (1)`)
+	if err == nil || !eventstore.IsUnavailable(err) {
+		t.Fatalf("write while another connection holds the lock: %v, want an error IsUnavailable recognises", err)
+	}
+}
