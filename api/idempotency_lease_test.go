@@ -3,13 +3,17 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/salesos/salesos/auth/authtest"
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/envelope"
+	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/idempotency"
 	"github.com/salesos/salesos/internal/apptest"
 )
@@ -208,5 +212,56 @@ func TestCrashedWebhookCreateIsTakenOver(t *testing.T) {
 	list := wantStatus(t, call(t, s, http.MethodGet, "/v1/webhooks", tok, nil), http.StatusOK)
 	if n := len(listData(t, list)); n != 1 {
 		t.Fatalf("%d subscriptions after the takeover, want 1", n)
+	}
+}
+
+// noDeals is an event store through which deal appends never arrive, like
+// a process killed between a conversion's two appends.
+type noDeals struct{ commands.Appender }
+
+func (n noDeals) Append(ctx context.Context, stream string, expected int64, evs ...eventstore.EventData) (eventstore.AppendResult, error) {
+	if strings.HasPrefix(stream, envelope.DealStream("")) {
+		return eventstore.AppendResult{}, errors.New("killed before the deal was written")
+	}
+	return n.Appender.Append(ctx, stream, expected, evs...)
+}
+
+// A conversion whose lead event committed but whose deal was never written
+// (the process died between the two appends): the retry that takes the key
+// over writes the deal with the id the lead names, and answers 201.
+func TestHalfDoneConversionIsCompletedByTheTakeover(t *testing.T) {
+	t.Parallel()
+	s := apptest.Start(t)
+	org := newOrg("half")
+	tok := fullToken(t, s, org)
+	lead, _ := createLead(t, s, tok, map[string]any{"name": "Half"})
+	leadID := lead["id"].(string)
+	path := "/v1/leads/" + leadID + "/convert"
+	body := []byte(`{}`)
+	fp := idempotency.Fingerprint(http.MethodPost, path, body)
+	ctx := context.Background()
+	if _, err := s.App.Idempotency.Claim(ctx, org, "half-1", fp); err != nil {
+		t.Fatal(err)
+	}
+	h := &commands.Handler{Store: noDeals{s.App.Store}}
+	meta := commands.Meta{OrgID: org, Actor: domain.Actor{Sub: "crashed", Type: domain.ActorUser}}
+	_, err := h.ConvertLead(commands.WithIdempotency(ctx, commands.Idempotency{Key: "half-1", Fingerprint: fp}), meta, leadID, domain.ConvertDealInput{}, nil)
+	if err == nil {
+		t.Fatal("the conversion wrote its deal through a store that refuses deals")
+	}
+	expireClaim(t, s, org, "half-1")
+
+	res := call(t, s, http.MethodPost, path, tok, body, "Idempotency-Key", "half-1")
+	got := wantStatus(t, res, http.StatusCreated)
+	l, _ := got["lead"].(map[string]any)
+	d, _ := got["deal"].(map[string]any)
+	if l["converted_deal_id"] != d["id"] || d["lead_id"] != leadID || d["id"] == nil {
+		t.Fatalf("takeover answered %v, want the deal the lead names", got)
+	}
+	if types := historyTypes(t, s, tok, "/v1/deals/"+d["id"].(string)); len(types) != 1 {
+		t.Fatalf("deal history %v, want one creation", types)
+	}
+	if types := historyTypes(t, s, tok, "/v1/leads/"+leadID); len(types) != 2 {
+		t.Fatalf("lead history %v, want creation and one conversion", types)
 	}
 }
