@@ -61,20 +61,22 @@ func (i Idempotency) derive(orgID, what string) uuid.UUID {
 // recordID is the id of the record a command creates: derived under a key,
 // new otherwise.
 func (h *Handler) recordID(ctx context.Context, orgID, prefix string) string {
-	if i, ok := idempotencyOf(ctx); ok {
-		return prefix + "_" + strings.ReplaceAll(i.derive(orgID, "record:"+prefix).String(), "-", "")
+	if id, ok := KeyedID(ctx, orgID, prefix); ok {
+		return id
 	}
 	return h.newID(prefix)
 }
 
 // KeyedID is the id a request running under an idempotency key gives the
-// record it creates (prefix_<hex>), for records that are not event-sourced
-// (webhook subscriptions): ok is false without a key.
+// record it creates (prefix_<32 hex>, the shape of new ids), also for
+// records that are not event-sourced (webhook subscriptions): ok is false
+// without a key.
 func KeyedID(ctx context.Context, orgID, prefix string) (id string, ok bool) {
-	if _, ok := idempotencyOf(ctx); !ok {
+	i, ok := idempotencyOf(ctx)
+	if !ok {
 		return "", false
 	}
-	return (&Handler{}).recordID(ctx, orgID, prefix), true
+	return prefix + "_" + strings.ReplaceAll(i.derive(orgID, "record:"+prefix).String(), "-", ""), true
 }
 
 // eventID is the id of the n-th event a command appends to stream.
