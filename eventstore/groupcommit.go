@@ -160,6 +160,9 @@ func (g *GroupCommitter) Close() {
 	<-g.exited
 }
 
+// Queued is how many appends wait for the writer (for tests and metrics).
+func (g *GroupCommitter) Queued() int { return len(g.queue) }
+
 // Append validates and queues an append and waits for its outcome.
 func (g *GroupCommitter) Append(ctx context.Context, stream string, expected int64, events []EventData) (AppendResult, error) {
 	ids, err := ValidateAppend(stream, expected, events)

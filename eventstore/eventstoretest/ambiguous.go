@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/salesos/salesos/eventstore"
 )
@@ -54,4 +55,70 @@ func AmbiguousCommit(t *testing.T, s eventstore.Store, setFault func(func() (com
 	}
 	// The writer goes on as before.
 	mustAppend(t, s, lost, eventstore.NoStream, ev("a", `{}`))
+}
+
+// SameBatchReplay checks the event-id rule inside one group-commit batch:
+// identical appends (a writer's retry racing its first try) that the
+// writer commits together all succeed with one result, and the events are
+// stored once. setFault is the backend's commit fault, used here only to
+// hold the writer in a commit while the identical appends queue up behind
+// it, so they share the next batch.
+//
+// queued reports how many appends wait for the writer.
+func SameBatchReplay(t *testing.T, s eventstore.Store, setFault func(func() (commit bool, err error)), queued func() int) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	setFault(func() (bool, error) {
+		if once.CompareAndSwap(false, true) {
+			close(entered)
+			<-release
+		}
+		return false, nil
+	})
+	hold := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx(t), stream(t), eventstore.NoStream, ev("hold", `{}`))
+		hold <- err
+	}()
+	<-entered
+
+	st := stream(t)
+	same := []eventstore.EventData{ev("x", `{}`), ev("y", `{}`)}
+	const n = 4
+	type res struct {
+		r   eventstore.AppendResult
+		err error
+	}
+	out := make(chan res, n)
+	for range n {
+		go func() {
+			r, err := s.Append(ctx(t), st, eventstore.NoStream, same...)
+			out <- res{r, err}
+		}()
+	}
+	// Poll until the writer would take them together: there is no signal
+	// for "queued", and the batch forms when release lets the writer go.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && queued() < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-hold; err != nil {
+		t.Fatal(err)
+	}
+	var first eventstore.AppendResult
+	for i := range n {
+		r := <-out
+		if r.err != nil {
+			t.Fatalf("identical append %d: %v", i, r.err)
+		}
+		if i == 0 {
+			first = r.r
+		} else if r.r != first {
+			t.Fatalf("identical appends answered %+v and %+v", first, r.r)
+		}
+	}
+	if all, err := eventstore.ReadFullStream(ctx(t), s, st); err != nil || len(all) != 2 {
+		t.Fatalf("stream has %d events (%v), want 2", len(all), err)
+	}
 }

@@ -4,3 +4,6 @@ package postgres
 // COMMIT are sent (see Store.commitFault); tests use it to cut the
 // connection around COMMIT.
 func SetCommitFault(s *Store, f func() (commit bool, err error)) { s.commitFault = f }
+
+// QueuedAppends is how many appends wait for the store's writer.
+func QueuedAppends(s *Store) int { return s.appends.Queued() }

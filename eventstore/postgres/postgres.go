@@ -237,9 +237,13 @@ func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppen
 			results[i] = eventstore.AppendOutcome{Err: &eventstore.VersionConflictError{Stream: r.Stream, Expected: r.Expected, Actual: current}}
 			continue
 		}
-		for _, e := range r.Events {
+		for j, e := range r.Events {
 			head++
 			current++
+			// Planned events count as stored for the appends after
+			// this one in the batch: a writer's retry that lands in the
+			// same batch as its first try is a replay, not a conflict.
+			found[r.IDs[j]] = eventstore.StoredEvent{Stream: r.Stream, Version: current, Position: uint64(head)}
 			positions = append(positions, head)
 			ids = append(ids, e.ID)
 			streamIDs = append(streamIDs, r.Stream)

@@ -188,3 +188,15 @@ func TestTerminatedConnectionsAreUnavailableThenRecover(t *testing.T) {
 		t.Fatalf("stream has %d events (%v), want %d", len(all), err, version)
 	}
 }
+
+// Identical appends sharing one batch are one write and one answer.
+func TestSameBatchReplay(t *testing.T) {
+	t.Parallel()
+	db := testdb.NewPostgres(t)
+	s, err := postgres.New(context.Background(), db.DB, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eventstoretest.SameBatchReplay(t, s, func(f func() (bool, error)) { postgres.SetCommitFault(s, f) }, func() int { return postgres.QueuedAppends(s) })
+}

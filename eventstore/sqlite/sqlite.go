@@ -384,6 +384,9 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) (results []eventstor
 		for j, e := range r.Events {
 			head++
 			current++
+			// Planned events count as stored for the appends after
+			// this one in the batch (see the PostgreSQL backend).
+			found[r.IDs[j]] = eventstore.StoredEvent{Stream: r.Stream, Version: current, Position: uint64(head)}
 			m := string(e.Metadata)
 			if m == "" {
 				m = "{}"

@@ -412,3 +412,14 @@ func TestRawBusyErrorIsUnavailable(t *testing.T) {
 		t.Fatalf("write while another connection holds the lock: %v, want an error IsUnavailable recognises", err)
 	}
 }
+
+// Identical appends sharing one batch are one write and one answer.
+func TestSameBatchReplay(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.Open(testCtx(t), filepath.Join(t.TempDir(), "salesos.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eventstoretest.SameBatchReplay(t, s, func(f func() (bool, error)) { sqlite.SetCommitFault(s, f) }, func() int { return sqlite.QueuedAppends(s) })
+}
