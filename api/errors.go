@@ -11,6 +11,7 @@ import (
 	"github.com/salesos/salesos/auth"
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/projections"
 )
 
@@ -70,6 +71,13 @@ func toError(err error) *Error {
 	case errors.Is(err, projections.ErrNotCaughtUp):
 		e := newError(http.StatusServiceUnavailable, "unavailable", "the query side has not caught up with your write yet; retry shortly")
 		e.RetryAfter = 1
+		return e
+	case eventstore.IsUnavailable(err):
+		// A database or the event store is away (refused or lost
+		// connections, a lock held past the busy timeout, EventStoreDB
+		// not answering): the request itself is fine and may be retried.
+		e := newError(http.StatusServiceUnavailable, "unavailable", "a database or the event store cannot be reached right now; retry shortly")
+		e.RetryAfter = 2
 		return e
 	case errors.As(err, &he):
 		return fromEchoError(he)

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/idempotency"
 )
 
@@ -42,39 +44,49 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 
 		ctx := c.Request().Context()
 		org := principal(c).OrgID
-		stored, err := s.d.Idempotency.Begin(ctx, org, key, idempotency.Fingerprint(c.Request().Method, c.Request().URL.Path, body))
+		fp := idempotency.Fingerprint(c.Request().Method, c.Request().URL.Path, body)
+		claim, err := s.d.Idempotency.Claim(ctx, org, key, fp)
+		var inProgress *idempotency.InProgressError
 		switch {
 		case errors.Is(err, idempotency.ErrKeyReused):
 			return newError(http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was already used with a different request; use a new key for a new request")
-		case errors.Is(err, idempotency.ErrInProgress):
+		case errors.As(err, &inProgress):
 			e := newError(http.StatusConflict, "conflict", "a request with this Idempotency-Key is still being processed; retry shortly")
-			e.RetryAfter = 1
+			e.RetryAfter = max(1, int(math.Ceil(inProgress.RetryAfter.Seconds())))
 			return e
 		case err != nil:
 			return err
-		case stored != nil:
-			for k, v := range stored.Header {
+		case claim.Replay != nil:
+			for k, v := range claim.Replay.Header {
 				c.Response().Header()[k] = v
 			}
 			c.Response().Header().Set("Idempotent-Replayed", "true")
-			c.Response().WriteHeader(stored.Status)
-			_, err := c.Response().Write(stored.Body)
+			c.Response().WriteHeader(claim.Replay.Status)
+			_, err := c.Response().Write(claim.Replay.Body)
 			return err
 		}
 
-		// We own the key: run the request, capturing what is written.
+		// We own the key: run the request, capturing what is written. The
+		// commands derive the ids they create from the key (so a takeover
+		// finds what an abandoned attempt committed; see
+		// commands.Idempotency).
+		c.SetRequest(c.Request().WithContext(commands.WithIdempotency(ctx, commands.Idempotency{
+			Key: key, Fingerprint: fp, Recover: claim.TakeOver,
+		})))
 		rec := &captureWriter{ResponseWriter: c.Response().Writer}
 		c.Response().Writer = rec
 		if err := next(c); err != nil {
 			c.Error(err)
 		}
-		// Store even if the client went away: its retry must see this.
+		// Store even if the client went away: its retry must see this. If
+		// storing fails, the claim's lease runs out and a retry recovers
+		// the outcome from the events.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		status := c.Response().Status
 		if status >= 500 {
-			if err := s.d.Idempotency.Release(sctx, org, key); err != nil {
-				s.log.Error("idempotency: release key", "request_id", requestID(c), "error", err)
+			if err := s.d.Idempotency.ReleaseClaim(sctx, claim); err != nil {
+				s.log.Error("idempotency: release key (the key's lease frees it)", "request_id", requestID(c), "error", err)
 			}
 			return nil
 		}
@@ -84,8 +96,8 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 				h.Set(name, v)
 			}
 		}
-		if err := s.d.Idempotency.Complete(sctx, org, key, idempotency.Response{Status: status, Header: h, Body: rec.buf.Bytes()}); err != nil {
-			s.log.Error("idempotency: store response", "request_id", requestID(c), "error", err)
+		if err := s.d.Idempotency.CompleteClaim(sctx, claim, idempotency.Response{Status: status, Header: h, Body: rec.buf.Bytes()}); err != nil {
+			s.log.Error("idempotency: store response (the key's lease frees it)", "request_id", requestID(c), "error", err)
 		}
 		return nil
 	}

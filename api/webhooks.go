@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/webhooks"
 )
@@ -19,7 +20,12 @@ func (s *Server) createWebhook(c echo.Context) error {
 	if err := decodeJSON(c, &in, false); err != nil {
 		return err
 	}
-	w, err := s.d.Webhooks.Create(c.Request().Context(), principal(c).OrgID, in)
+	ctx, org := c.Request().Context(), principal(c).OrgID
+	// Under an Idempotency-Key the id is derived from the key, so a retry
+	// that takes over an abandoned attempt finds the subscription that
+	// attempt inserted (with its secret) instead of making a second one.
+	id, _ := commands.KeyedID(ctx, org, "wh")
+	w, err := s.d.Webhooks.CreateWithID(ctx, org, id, in)
 	if err != nil {
 		return err
 	}

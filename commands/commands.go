@@ -100,24 +100,28 @@ type Result[T any] struct {
 	Position uint64
 }
 
-// encode wraps domain events with metadata. All events of one command share
-// a timestamp and causation, each gets its own id.
-func (h *Handler) encode(evs []domain.Event, m Meta, at time.Time) ([]eventstore.EventData, []domain.Metadata, error) {
+// encode wraps domain events bound for stream with metadata. All events of
+// one command share a timestamp and causation, each gets its own id
+// (derived from the request's idempotency key when it has one, see
+// Idempotency).
+func (h *Handler) encode(ctx context.Context, stream string, evs []domain.Event, m Meta, at time.Time) ([]eventstore.EventData, []domain.Metadata, error) {
 	out := make([]eventstore.EventData, 0, len(evs))
 	metas := make([]domain.Metadata, 0, len(evs))
 	corr := m.CorrelationID
 	if corr == "" {
 		corr = m.RequestID
 	}
-	for _, e := range evs {
+	idem, _ := idempotencyOf(ctx)
+	for i, e := range evs {
 		md := domain.Metadata{
-			EventID:       uuid.Must(uuid.NewV7()).String(),
-			OccurredAt:    at,
-			OrgID:         m.OrgID,
-			Actor:         m.Actor,
-			RequestID:     m.RequestID,
-			CorrelationID: corr,
-			CausationID:   m.CausationID,
+			EventID:        eventID(ctx, m.OrgID, stream, i),
+			OccurredAt:     at,
+			OrgID:          m.OrgID,
+			Actor:          m.Actor,
+			RequestID:      m.RequestID,
+			CorrelationID:  corr,
+			CausationID:    m.CausationID,
+			IdempotencyKey: idem.Key,
 		}
 		d, err := envelope.Encode(e, md)
 		if err != nil {

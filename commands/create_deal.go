@@ -9,13 +9,21 @@ import (
 	"github.com/salesos/salesos/eventstore"
 )
 
-// CreateDeal creates a deal with a new id. A lead_id must name a lead of
-// the caller's organization that still exists.
+// CreateDeal creates a deal with a new id (derived from the request's
+// idempotency key when it has one: see Idempotency). A lead_id must name a
+// lead of the caller's organization that still exists.
 func (h *Handler) CreateDeal(ctx context.Context, m Meta, in domain.DealInput) (Result[domain.Deal], error) {
-	id := h.newID("deal")
+	id := h.recordID(ctx, m.OrgID, "deal")
 	evs, err := domain.CreateDeal(id, m.OrgID, in)
 	if err != nil {
 		return Result[domain.Deal]{}, err
+	}
+	if i, ok := idempotencyOf(ctx); ok && i.Recover {
+		// The first attempt may have created the deal; its lead may be
+		// gone since, which must not turn the replay into a 422.
+		if res, err := h.createdDeal(ctx, m, id, len(evs)); err == nil || !errors.Is(err, ErrConflict) {
+			return res, err
+		}
 	}
 	if in.LeadID != nil {
 		if _, err := h.loadLead(ctx, m, *in.LeadID); errors.Is(err, domain.ErrNotFound) {
@@ -28,15 +36,34 @@ func (h *Handler) CreateDeal(ctx context.Context, m Meta, in domain.DealInput) (
 	}
 	deal := domain.Deal{ID: id}
 	pos, err := h.appendDeal(ctx, m, &deal, eventstore.NoStream, evs)
+	if i, ok := idempotencyOf(ctx); ok && (err == nil && i.Recover || alreadyWritten(ctx, err)) {
+		return h.createdDeal(ctx, m, id, len(evs))
+	}
 	return Result[domain.Deal]{Record: deal, Position: pos}, err
 }
 
+// createdDeal answers a keyed create from what is stored (see createdLead);
+// ErrConflict when the deal's creating events are not there.
+func (h *Handler) createdDeal(ctx context.Context, m Meta, id string, n int) (Result[domain.Deal], error) {
+	stream := envelope.DealStream(id)
+	recs, pos, ok, err := created(ctx, h.Store, stream, m.OrgID, []string{eventID(ctx, m.OrgID, stream, n-1)})
+	if err != nil {
+		return Result[domain.Deal]{}, err
+	}
+	if !ok {
+		return Result[domain.Deal]{}, ErrConflict
+	}
+	deal, _ := domain.FoldDeal(id, recs)
+	return Result[domain.Deal]{Record: deal, Position: pos}, nil
+}
+
 func (h *Handler) appendDeal(ctx context.Context, m Meta, deal *domain.Deal, expected int64, evs []domain.Event) (uint64, error) {
-	data, metas, err := h.encode(evs, m, h.now())
+	stream := envelope.DealStream(deal.ID)
+	data, metas, err := h.encode(ctx, stream, evs, m, h.now())
 	if err != nil {
 		return 0, err
 	}
-	res, err := h.Store.Append(ctx, envelope.DealStream(deal.ID), expected, data...)
+	res, err := h.Store.Append(ctx, stream, expected, data...)
 	if err != nil {
 		return 0, err
 	}

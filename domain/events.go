@@ -32,7 +32,10 @@ type Metadata struct {
 	RequestID     string    `json:"request_id,omitempty"`
 	CorrelationID string    `json:"correlation_id,omitempty"`
 	CausationID   string    `json:"causation_id,omitempty"`
-	SchemaVersion int       `json:"schema_version"` // of the event payload
+	// IdempotencyKey is the Idempotency-Key of the request that wrote the
+	// event, so the outcome of a request can be recovered from the events.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	SchemaVersion  int    `json:"schema_version"` // of the event payload
 }
 
 // Event is a fact about a lead or a deal. Implementations are value types;

@@ -12,6 +12,13 @@
 //     number as their checkpoint.
 //   - Subscriptions deliver every event after their start position exactly
 //     once, in position order.
+//   - Event ids are EventStoreDB's idempotency rule: appending events whose
+//     ids are stored, at the place they are stored, answers with the stored
+//     result and writes nothing; the SQL backends refuse any other clash
+//     with ErrDuplicateEventID (see ReplayOrDuplicate).
+//   - An append is never reported as failed when it committed: a commit
+//     whose answer was lost is settled by looking its event ids up first.
+//     Outages (see IsUnavailable) fail with ErrUnavailable.
 package eventstore
 
 import (

@@ -6,11 +6,14 @@
 // request claims it (status in_progress), runs, and stores its response.
 // A retry with the same key and the same request gets that response
 // replayed; the same key with a different request is refused; a retry
-// while the first is still running is told so. Responses that say "try
-// again" (5xx) are not kept: the key is released so the retry really runs.
+// while the first is still running is told so, until the first attempt's
+// lease runs out; then the retry takes the request over. Responses that say
+// "try again" (5xx) are not kept: the key is released so the retry really
+// runs (and if that release fails, the lease frees the key).
 package idempotency
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -20,18 +23,34 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 )
 
 // TTL is how long a key and its response are kept.
 const TTL = 24 * time.Hour
 
+// DefaultLease is how long a claim holds an in-progress key when the store
+// sets no Lease: on the order of the request timeout, so that a retry of a
+// request whose process died waits about as long as a slow request runs.
+const DefaultLease = 60 * time.Second
+
 var (
 	// ErrKeyReused: the key was used for a different request.
 	ErrKeyReused = errors.New("idempotency key reused with a different request")
-	// ErrInProgress: the first request with this key has not finished.
+	// ErrInProgress: the first request with this key has not finished
+	// (and its lease has not run out). The concrete error is an
+	// *InProgressError saying when the lease ends.
 	ErrInProgress = errors.New("a request with this idempotency key is still in progress")
 )
+
+// InProgressError is ErrInProgress with the time left on the lease.
+type InProgressError struct{ RetryAfter time.Duration }
+
+func (e *InProgressError) Error() string { return ErrInProgress.Error() }
+
+// Is makes errors.Is(err, ErrInProgress) work.
+func (e *InProgressError) Is(target error) bool { return target == ErrInProgress }
 
 // Response is a stored response.
 type Response struct {
@@ -45,7 +64,44 @@ type Response struct {
 // and the same SQL runs on both. Times come from this process's clock,
 // never the database's (SQLite has no now()): a key's age is measured with
 // the clock that stamped it.
-type Store struct{ DB *sqlx.DB }
+//
+// A claim is leased: a request that never completes (its process was
+// killed, or storing its response failed) holds its key for Lease, not for
+// the key's whole TTL. A retry after that takes the request over (Claim
+// says so with TakeOver); the request handlers then find out whether the
+// first attempt's writes committed before writing anything (see
+// commands.Idempotency).
+type Store struct {
+	DB *sqlx.DB
+	// Lease is how long a claim holds an in-progress key. Default
+	// DefaultLease.
+	Lease time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (s *Store) lease() time.Duration { return cmp.Or(max(s.Lease, 0), DefaultLease) }
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Claim is the outcome of claiming a key.
+type Claim struct {
+	OrgID, Key string
+	// Replay, when set, is the stored response to send again; the caller
+	// owns nothing.
+	Replay *Response
+	// Token identifies this claim; Complete and Release of a claim that was
+	// taken over since do nothing.
+	Token string
+	// TakeOver: an earlier attempt with this key and request claimed it and
+	// never finished within its lease. Its writes may have committed.
+	TakeOver bool
+}
 
 // Fingerprint identifies a request: method, path and exact body.
 func Fingerprint(method, path string, body []byte) string {
@@ -55,18 +111,29 @@ func Fingerprint(method, path string, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Begin claims key for the request. It returns (nil, nil) when the caller
-// owns the key and must run the request and then Complete or Release it,
-// a stored response to replay, or ErrKeyReused / ErrInProgress.
+// Begin is Claim for callers that need only the replay: it returns (nil,
+// nil) when the caller owns the key.
 func (s *Store) Begin(ctx context.Context, orgID, key, fingerprint string) (*Response, error) {
-	for range 3 {
-		res, err := s.DB.ExecContext(ctx, `INSERT INTO idempotency_keys (org_id, key, request_hash, status, created_at)
-			VALUES ($1, $2, $3, 'in_progress', $4) ON CONFLICT (org_id, key) DO NOTHING`, orgID, key, fingerprint, time.Now().UTC())
+	c, err := s.Claim(ctx, orgID, key, fingerprint)
+	return c.Replay, err
+}
+
+// Claim claims key for the request. It returns a claim the caller owns (it
+// must run the request and then CompleteClaim or ReleaseClaim it), a claim
+// with a stored response to replay, or ErrKeyReused / ErrInProgress.
+func (s *Store) Claim(ctx context.Context, orgID, key, fingerprint string) (Claim, error) {
+	c := Claim{OrgID: orgID, Key: key}
+	for range 5 {
+		now := s.now()
+		token := uuid.NewString()
+		res, err := s.DB.ExecContext(ctx, `INSERT INTO idempotency_keys (org_id, key, request_hash, status, created_at, lease_until, claim_token)
+			VALUES ($1, $2, $3, 'in_progress', $4, $5, $6) ON CONFLICT (org_id, key) DO NOTHING`, orgID, key, fingerprint, now, now.Add(s.lease()), token)
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			return nil, nil
+			c.Token = token
+			return c, nil
 		}
 		var row struct {
 			Hash    string        `db:"request_hash"`
@@ -75,51 +142,93 @@ func (s *Store) Begin(ctx context.Context, orgID, key, fingerprint string) (*Res
 			Headers []byte        `db:"response_headers"`
 			Body    []byte        `db:"response_body"`
 			Created time.Time     `db:"created_at"`
+			Lease   sql.NullTime  `db:"lease_until"`
+			Token   string        `db:"claim_token"`
 		}
-		err = s.DB.GetContext(ctx, &row, `SELECT request_hash, status, response_status, response_headers, response_body, created_at
+		err = s.DB.GetContext(ctx, &row, `SELECT request_hash, status, response_status, response_headers, response_body, created_at, lease_until, claim_token
 			FROM idempotency_keys WHERE org_id = $1 AND key = $2`, orgID, key)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // released meanwhile: claim it
 		}
 		if err != nil {
-			return nil, err
+			return c, err
 		}
-		if time.Since(row.Created) > TTL {
+		if now.Sub(row.Created) > TTL {
 			// Expired: forget it and claim afresh.
 			if _, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at = $3`, orgID, key, row.Created); err != nil {
-				return nil, err
+				return c, err
 			}
 			continue
 		}
 		if row.Hash != fingerprint {
-			return nil, ErrKeyReused
+			return c, ErrKeyReused
 		}
-		if row.Status != "done" {
-			return nil, ErrInProgress
-		}
-		out := &Response{Status: int(row.Code.Int64), Header: http.Header{}, Body: row.Body}
-		if len(row.Headers) > 0 {
-			if err := json.Unmarshal(row.Headers, &out.Header); err != nil {
-				return nil, err
+		if row.Status == "done" {
+			out := &Response{Status: int(row.Code.Int64), Header: http.Header{}, Body: row.Body}
+			if len(row.Headers) > 0 {
+				if err := json.Unmarshal(row.Headers, &out.Header); err != nil {
+					return c, err
+				}
 			}
+			c.Replay = out
+			return c, nil
 		}
-		return out, nil
+		leaseEnd := row.Created.Add(s.lease()) // claimed before leases existed
+		if row.Lease.Valid {
+			leaseEnd = row.Lease.Time
+		}
+		if now.Before(leaseEnd) {
+			return c, &InProgressError{RetryAfter: leaseEnd.Sub(now)}
+		}
+		// The lease ran out: take the claim over, unless another retry
+		// just did (the token changed).
+		res, err = s.DB.ExecContext(ctx, `UPDATE idempotency_keys SET lease_until = $4, claim_token = $5
+			WHERE org_id = $1 AND key = $2 AND status = 'in_progress' AND claim_token = $3`, orgID, key, row.Token, now.Add(s.lease()), token)
+		if err != nil {
+			return c, err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			c.Token, c.TakeOver = token, true
+			return c, nil
+		}
 	}
-	return nil, ErrInProgress
+	return c, &InProgressError{RetryAfter: time.Second}
 }
 
-// Complete stores the response of a claimed key.
+// CompleteClaim stores the response of a claim the caller still owns.
+func (s *Store) CompleteClaim(ctx context.Context, c Claim, r Response) error {
+	return s.complete(ctx, c.OrgID, c.Key, c.Token, r)
+}
+
+// ReleaseClaim forgets a claim the caller still owns (the request failed in
+// a way worth retrying).
+func (s *Store) ReleaseClaim(ctx context.Context, c Claim) error {
+	_, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND status = 'in_progress' AND claim_token = $3`, c.OrgID, c.Key, c.Token)
+	return err
+}
+
+// Complete stores the response of a claimed key, whoever claimed it.
 func (s *Store) Complete(ctx context.Context, orgID, key string, r Response) error {
+	return s.complete(ctx, orgID, key, "", r)
+}
+
+func (s *Store) complete(ctx context.Context, orgID, key, token string, r Response) error {
 	h, err := json.Marshal(r.Header)
 	if err != nil {
 		return err
 	}
-	_, err = s.DB.ExecContext(ctx, `UPDATE idempotency_keys SET status = 'done', response_status = $3, response_headers = $4, response_body = $5
-		WHERE org_id = $1 AND key = $2`, orgID, key, r.Status, string(h), r.Body)
+	q := `UPDATE idempotency_keys SET status = 'done', response_status = $3, response_headers = $4, response_body = $5
+		WHERE org_id = $1 AND key = $2`
+	args := []any{orgID, key, r.Status, string(h), r.Body}
+	if token != "" {
+		q += ` AND claim_token = $6`
+		args = append(args, token)
+	}
+	_, err = s.DB.ExecContext(ctx, q, args...)
 	return err
 }
 
-// Release forgets a claimed key (the request failed in a way worth retrying).
+// Release forgets a claimed key, whoever claimed it.
 func (s *Store) Release(ctx context.Context, orgID, key string) error {
 	_, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND status = 'in_progress'`, orgID, key)
 	return err
@@ -127,7 +236,7 @@ func (s *Store) Release(ctx context.Context, orgID, key string) error {
 
 // Purge deletes expired keys; the server runs it periodically.
 func (s *Store) Purge(ctx context.Context) (int64, error) {
-	res, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, time.Now().UTC().Add(-TTL))
+	res, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, s.now().Add(-TTL))
 	if err != nil {
 		return 0, err
 	}

@@ -191,3 +191,72 @@ func TestConcurrentBeginOneOwner(t *testing.T) {
 		t.Fatalf("%d owners and %d told in progress, want 1 and %d", owners, running, n-1)
 	}
 }
+
+// A claim that never completes (the process died mid-request, or its
+// release or stored response failed to write) holds the key only for its
+// lease: before it a retry is told to wait until the lease ends, after it
+// the retry takes the request over, and the stale claim can no longer
+// complete or release the key.
+func TestLeaseRunsOutAndRetryTakesOver(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	now := time.Now().UTC()
+	s.Lease = time.Minute
+	s.Now = func() time.Time { return now }
+	fp := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Ada"}`))
+	first, err := s.Claim(ctx, "org_a", "k", fp)
+	if err != nil || first.Token == "" || first.TakeOver {
+		t.Fatalf("first claim: %+v %v", first, err)
+	}
+
+	now = now.Add(45 * time.Second)
+	_, err = s.Claim(ctx, "org_a", "k", fp)
+	var ip *InProgressError
+	if !errors.As(err, &ip) || !errors.Is(err, ErrInProgress) || ip.RetryAfter <= 0 || ip.RetryAfter > 15*time.Second {
+		t.Fatalf("retry within the lease: %v (%+v), want ErrInProgress with about 15s left", err, ip)
+	}
+
+	now = now.Add(30 * time.Second)
+	if _, err := s.Claim(ctx, "org_a", "k", Fingerprint("POST", "/v1/leads", []byte(`{}`))); !errors.Is(err, ErrKeyReused) {
+		t.Fatalf("other request after the lease: %v, want ErrKeyReused", err)
+	}
+	second, err := s.Claim(ctx, "org_a", "k", fp)
+	if err != nil || !second.TakeOver || second.Token == first.Token {
+		t.Fatalf("retry after the lease: %+v %v, want a takeover", second, err)
+	}
+	// The new owner holds a fresh lease.
+	if _, err := s.Claim(ctx, "org_a", "k", fp); !errors.Is(err, ErrInProgress) {
+		t.Fatalf("retry right after the takeover: %v, want ErrInProgress", err)
+	}
+	// The stale first attempt finishing late changes nothing.
+	if err := s.ReleaseClaim(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CompleteClaim(ctx, first, Response{Status: 500}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CompleteClaim(ctx, second, Response{Status: 201, Body: []byte(`{"id":"lead_1"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Claim(ctx, "org_a", "k", fp)
+	if err != nil || got.Replay == nil || got.Replay.Status != 201 {
+		t.Fatalf("after the new owner completed: %+v %v, want its 201 replayed", got, err)
+	}
+}
+
+// A key claimed before leases existed (no lease_until) is leased from its
+// creation, so it does not stay stuck either.
+func TestClaimWithoutLeaseColumnIsLeasedFromCreation(t *testing.T) {
+	t.Parallel()
+	s, ctx := newStore(t)
+	fp := Fingerprint("POST", "/v1/leads", []byte(`{}`))
+	mustClaim(t, ctx, s, "org_a", "legacy", fp)
+	if _, err := s.DB.ExecContext(ctx, `UPDATE idempotency_keys SET lease_until = NULL, claim_token = '' WHERE key = 'legacy'`); err != nil {
+		t.Fatal(err)
+	}
+	age(t, ctx, s, "org_a", "legacy", 25*time.Minute)
+	c, err := s.Claim(ctx, "org_a", "legacy", fp)
+	if err != nil || !c.TakeOver {
+		t.Fatalf("a 25 minutes old claim without lease: %+v %v, want a takeover", c, err)
+	}
+}

@@ -184,6 +184,18 @@ func dedupe(in []string) []string {
 // Create saves a new subscription and returns it with its secret, which is
 // never shown again.
 func (s *Store) Create(ctx context.Context, orgID string, in CreateInput) (Webhook, error) {
+	return s.CreateWithID(ctx, orgID, "", in)
+}
+
+// CreateWithID is Create with the subscription's id chosen by the caller
+// ("" for a new one): a request retried under an idempotency key passes the
+// id derived from the key. When that id exists already in the organization
+// (the first attempt inserted it), the stored subscription is returned,
+// secret included, instead of a second one.
+func (s *Store) CreateWithID(ctx context.Context, orgID, id string, in CreateInput) (Webhook, error) {
+	if id == "" {
+		id = newID("wh")
+	}
 	if err := s.validate(ctx, &in.URL, &in.Events, in.Description); err != nil {
 		return Webhook{}, err
 	}
@@ -197,8 +209,24 @@ func (s *Store) Create(ctx context.Context, orgID string, in CreateInput) (Webho
 	}
 	var w Webhook
 	err = s.DB.GetContext(ctx, &w, `INSERT INTO webhooks (id, org_id, url, events, description, secret, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING `+webhookColumns(s.DB),
-		newID("wh"), orgID, in.URL, events, in.Description, secret, dbNow())
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING RETURNING `+webhookColumns(s.DB),
+		id, orgID, in.URL, events, in.Description, secret, dbNow())
+	if errors.Is(err, sql.ErrNoRows) {
+		// Inserted before, by an earlier attempt of the same request.
+		var row struct {
+			Webhook
+			Secret string `db:"secret"`
+		}
+		err = s.DB.GetContext(ctx, &row, `SELECT `+webhookColumns(s.DB)+`, secret FROM webhooks WHERE org_id = $1 AND id = $2`, orgID, id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Webhook{}, fmt.Errorf("webhook id %s is taken by another organization", id)
+		}
+		if err != nil {
+			return Webhook{}, err
+		}
+		row.Webhook.Secret = row.Secret
+		return row.Webhook, nil
+	}
 	if err != nil {
 		return Webhook{}, err
 	}

@@ -249,7 +249,7 @@ func (s *Store) acquire(ctx context.Context, once bool) (*conn, error) {
 		select {
 		case <-cn.ready:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, noAnswer(ctx)
 		case <-s.stop:
 			return nil, ErrClosed
 		}
@@ -399,7 +399,7 @@ func callOpts[T any](s *Store, ctx context.Context, once bool, fn func(context.C
 			}
 			return r.v, r.err
 		case <-ctx.Done():
-			return zero, ctx.Err()
+			return zero, noAnswer(ctx)
 		case <-s.stop:
 			return zero, ErrClosed
 		case err := <-dead:
@@ -410,6 +410,17 @@ func callOpts[T any](s *Store, ctx context.Context, once bool, fn func(context.C
 			probe.Reset(probeEvery)
 		}
 	}
+}
+
+// noAnswer is the error of a call whose context ended before EventStoreDB
+// answered. A deadline that passes without an answer is an outage as far as
+// the caller can tell (ErrUnavailable, so the API says 503 and when to
+// retry); a cancellation is the caller's own decision and stays as it is.
+func noAnswer(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("eventstore/esdb: no answer before the deadline: %w: %w", eventstore.ErrUnavailable, ctx.Err())
+	}
+	return ctx.Err()
 }
 
 func (s *Store) isRetired(cn *conn) bool {
@@ -461,7 +472,9 @@ func retry[T any](s *Store, ctx context.Context, op string, fn func(context.Cont
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return v, fmt.Errorf("eventstore/esdb: %s: %w (EventStoreDB unreachable: %v)", op, ctx.Err(), err)
+			// Both: the caller's deadline ended it, and the reason is an
+			// outage (the API answers 503 for either).
+			return v, fmt.Errorf("eventstore/esdb: %s: %w: %w (EventStoreDB unreachable: %v)", op, eventstore.ErrUnavailable, ctx.Err(), err)
 		case <-s.stop:
 			t.Stop()
 			return v, ErrClosed

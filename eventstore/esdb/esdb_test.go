@@ -35,9 +35,18 @@ func newStore(t *testing.T, connString string) *esdb.Store {
 // The whole conformance suite, each test against its own in-process
 // EventStoreDB test server (so each store starts empty).
 func TestConformance(t *testing.T) {
-	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+	eventstoretest.RunWith(t, func(t *testing.T) eventstore.Store {
 		srv := esdbtest.Start(t)
 		return newStore(t, srv.ConnString())
+	}, eventstoretest.Options{
+		// Two clients of one server: two processes writing to one
+		// EventStoreDB.
+		NewPair: func(t *testing.T) (eventstore.Store, eventstore.Store) {
+			srv := esdbtest.Start(t)
+			return newStore(t, srv.ConnString()), newStore(t, srv.ConnString())
+		},
+		PerStreamEventIDs: "EventStoreDB checks event ids only where an append would put them (its idempotent replay); " +
+			"it has no global index that could refuse an id stored in another stream",
 	})
 }
 
@@ -330,5 +339,30 @@ func TestForeignPositionIsRefused(t *testing.T) {
 	defer sub.Close()
 	if evs, err := sub.Next(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next after a foreign position: %d events, %v", len(evs), err)
+	}
+}
+
+// While the server is away, a call that gives up says the store is
+// unavailable (the API answers 503), not just that its time ran out.
+func TestOutageIsUnavailable(t *testing.T) {
+	srv := esdbtest.Start(t)
+	s := newStore(t, srv.ConnString())
+	srv.Stop()
+	for name, call := range map[string]func(context.Context) error{
+		"append": func(ctx context.Context) error {
+			_, err := s.Append(ctx, "lead-x", eventstore.NoStream, ev("a"))
+			return err
+		},
+		"read stream": func(ctx context.Context) error {
+			_, err := s.ReadStream(ctx, "lead-x", 1, 10)
+			return err
+		},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := call(ctx)
+		cancel()
+		if !errors.Is(err, eventstore.ErrUnavailable) || !eventstore.IsUnavailable(err) {
+			t.Errorf("%s with the server down: %v, want ErrUnavailable", name, err)
+		}
 	}
 }

@@ -20,8 +20,40 @@ import (
 // NewStore returns a fresh, empty store; the suite closes it.
 type NewStore func(t *testing.T) eventstore.Store
 
+// Options describe what a backend can and cannot be asked.
+type Options struct {
+	// NewPair returns two fresh stores on one empty database, standing for
+	// two processes that write to it. Nil skips the tests that need it;
+	// say why in SkipPairReason.
+	NewPair        func(t *testing.T) (a, b eventstore.Store)
+	SkipPairReason string
+	// PerStreamEventIDs, when set, says why the backend cannot refuse an
+	// event id that is already stored at another place (EventStoreDB keeps
+	// ids per write, not in a global index); the suite then checks only
+	// the idempotent replay part of the event-id rule.
+	PerStreamEventIDs string
+}
+
 // Run runs the whole suite.
-func Run(t *testing.T, newStore NewStore) {
+func Run(t *testing.T, newStore NewStore) { RunWith(t, newStore, Options{}) }
+
+// RunWith runs the whole suite with a backend's options.
+func RunWith(t *testing.T, newStore NewStore, o Options) {
+	t.Run("DuplicateEventIDs", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		t.Cleanup(func() { s.Close() })
+		testDuplicateEventIDs(t, s, o)
+	})
+	t.Run("GapSafeAcrossTwoStores", func(t *testing.T) {
+		if o.NewPair == nil {
+			t.Skip(o.SkipPairReason)
+		}
+		t.Parallel()
+		a, b := o.NewPair(t)
+		t.Cleanup(func() { a.Close(); b.Close() })
+		testGapSafetyTwoStores(t, a, b)
+	})
 	tests := []struct {
 		name string
 		fn   func(*testing.T, eventstore.Store)
@@ -437,5 +469,161 @@ func testHeadAndPing(t *testing.T, s eventstore.Store) {
 	}
 	if h < r.Position {
 		t.Fatalf("head %d below the last append %d", h, r.Position)
+	}
+}
+
+// The event-id rule (eventstore.ReplayOrDuplicate): re-appending stored
+// events at the place they are stored answers with the stored result and
+// writes nothing; any other clash with a stored id is refused.
+func testDuplicateEventIDs(t *testing.T, s eventstore.Store, o Options) {
+	st := stream(t)
+	e1, e2, e3 := ev("a", `{"n":1}`), ev("b", `{"n":2}`), ev("c", `{"n":3}`)
+	r1 := mustAppend(t, s, st, eventstore.NoStream, e1, e2)
+	replays := []struct {
+		name     string
+		expected int64
+	}{{"NoStream", eventstore.NoStream}, {"exact version 0", 0}, {"Any", eventstore.Any}}
+	for _, c := range replays {
+		r, err := s.Append(ctx(t), st, c.expected, e1, e2)
+		if err != nil || r != r1 {
+			t.Errorf("re-append of the same events with %s: %+v %v, want the first result %+v", c.name, r, err, r1)
+		}
+	}
+	r2 := mustAppend(t, s, st, 2, e3)
+	// The place of e1, e2 is still the start, after the stream moved on.
+	if r, err := s.Append(ctx(t), st, eventstore.NoStream, e1, e2); err != nil || r != r1 {
+		t.Errorf("re-append of the creating events after a later append: %+v %v, want %+v", r, err, r1)
+	}
+	if r, err := s.Append(ctx(t), st, 2, e3); err != nil || r != r2 {
+		t.Errorf("re-append of the last event at its version: %+v %v, want %+v", r, err, r2)
+	}
+	// Two writers sending the same events at once: both learn the one
+	// stored result.
+	st2 := stream(t)
+	same := []eventstore.EventData{ev("x", `{}`), ev("y", `{}`)}
+	var wg sync.WaitGroup
+	results := make([]eventstore.AppendResult, 4)
+	errs := make([]error, 4)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = s.Append(ctx(t), st2, eventstore.NoStream, same...)
+		}()
+	}
+	wg.Wait()
+	for i := range results {
+		if errs[i] != nil || results[i] != results[0] {
+			t.Errorf("concurrent identical append %d: %+v %v, want %+v", i, results[i], errs[i], results[0])
+		}
+	}
+	for name, want := range map[string]int{st: 3, st2: 2} {
+		all, err := eventstore.ReadFullStream(ctx(t), s, name)
+		if err != nil || len(all) != want {
+			t.Fatalf("stream %s has %d events (%v), want %d: a replay wrote again", name, len(all), err, want)
+		}
+	}
+	if o.PerStreamEventIDs != "" {
+		t.Log("not checking clashes elsewhere: " + o.PerStreamEventIDs)
+		return
+	}
+	clashes := map[string]func() error{
+		"a stored id at the end of its stream": func() error {
+			_, err := s.Append(ctx(t), st, 3, e1)
+			return err
+		},
+		"a stored id in another stream": func() error {
+			_, err := s.Append(ctx(t), stream(t), eventstore.NoStream, e1)
+			return err
+		},
+		"stored and new ids mixed": func() error {
+			_, err := s.Append(ctx(t), st, 2, e3, ev("d", `{}`))
+			return err
+		},
+	}
+	for name, fn := range clashes {
+		if err := fn(); !errors.Is(err, eventstore.ErrDuplicateEventID) || !errors.Is(err, eventstore.ErrInvalidAppend) {
+			t.Errorf("%s: err = %v, want ErrDuplicateEventID", name, err)
+		}
+	}
+	if all, err := eventstore.ReadFullStream(ctx(t), s, st); err != nil || len(all) != 3 {
+		t.Fatalf("after refused clashes the stream has %d events (%v), want 3", len(all), err)
+	}
+}
+
+// Two stores on one database (two processes' worth of writers, each with
+// its own writer and commit order) append concurrently while a subscriber
+// of one of them follows: it must see every event of both exactly once, in
+// increasing position order, and the other store must read the same
+// history.
+func testGapSafetyTwoStores(t *testing.T, a, b eventstore.Store) {
+	start, err := a.Head(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, perWriter = 16, 20
+	total := writers * perWriter
+	sub, err := a.Subscribe(ctx(t), start, eventstore.SubscribeOptions{BatchSize: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	want := make(map[string]bool, total)
+	var wantMu sync.Mutex
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		s := a
+		if w%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := stream(t)
+			for i := 0; i < perWriter; i++ {
+				e := ev("g", fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))
+				wantMu.Lock()
+				want[e.ID] = true
+				wantMu.Unlock()
+				if _, err := s.Append(ctx(t), st, int64(i), e); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	seen := make(map[string]bool, total)
+	last := start
+	c := ctx(t)
+	for len(seen) < total {
+		evs, err := sub.Next(c)
+		if err != nil {
+			t.Fatalf("subscription after %d of %d events: %v", len(seen), total, err)
+		}
+		for _, e := range evs {
+			if e.Position <= last {
+				t.Fatalf("position %d after %d: out of order or repeated", e.Position, last)
+			}
+			last = e.Position
+			if seen[e.ID] {
+				t.Fatalf("event %s delivered twice", e.ID)
+			}
+			seen[e.ID] = true
+		}
+	}
+	wg.Wait()
+	for id := range want {
+		if !seen[id] {
+			t.Fatalf("event %s never delivered", id)
+		}
+	}
+	all, err := b.ReadAll(ctx(t), start, total+10)
+	if err != nil || len(all) != total || all[len(all)-1].Position != last {
+		t.Fatalf("the other store reads %d events (%v), want %d ending at %d", len(all), err, total, last)
+	}
+	for i, e := range all {
+		if i > 0 && e.Position <= all[i-1].Position {
+			t.Fatalf("the other store reads position %d after %d", e.Position, all[i-1].Position)
+		}
 	}
 }

@@ -47,6 +47,10 @@ type Options struct {
 	PollInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// ResolveTimeout bounds how long an append whose commit was cut off
+	// (connection lost around COMMIT) waits while the store looks its
+	// events up to learn whether it committed. Default 30s.
+	ResolveTimeout time.Duration
 }
 
 // Store is the PostgreSQL event store.
@@ -60,6 +64,11 @@ type Store struct {
 	done    sync.WaitGroup
 	closeMu sync.Once
 	schema  string
+
+	// commitFault, set by tests only, runs just before the insert and
+	// COMMIT are sent. An error makes the commit ambiguous: with commit
+	// true the batch is committed first, then the connection is closed.
+	commitFault func() (commit bool, err error)
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -81,7 +90,10 @@ func New(ctx context.Context, db *sqlx.DB, opts Options) (*Store, error) {
 	if err := db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
 	}
-	s.appends = eventstore.NewGroupCommitter(opts.MaxBatch, s.tryCommit, s.signal.Notify)
+	s.appends = eventstore.StartGroupCommitter(eventstore.GroupCommitOptions{
+		MaxBatch: opts.MaxBatch, Commit: s.tryCommit, Committed: s.signal.Notify,
+		Resolve: s.resolve, ResolveTimeout: opts.ResolveTimeout,
+	})
 	s.done.Add(1)
 	go s.listen()
 	return s, nil
@@ -120,7 +132,7 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) ([]eventstore.Append
 	err = conn.Raw(func(dc any) error {
 		pc := dc.(*stdlib.Conn).Conn()
 		var err error
-		results, err = commitOn(ctx, pc, batch)
+		results, err = commitOn(ctx, pc, batch, s.commitFault)
 		if err != nil && !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() != 'I' {
 			// Leave the connection idle for the next user of the pool.
 			if _, rerr := pc.Exec(ctx, "ROLLBACK"); rerr != nil {
@@ -136,7 +148,7 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) ([]eventstore.Append
 // statements of each phase are pipelined (sent together, answered
 // together). The writer is the only appender in this process, so the
 // round trips, not the SQL, bound how many batches it commits a second.
-func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppend) ([]eventstore.AppendOutcome, error) {
+func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppend, fault func() (bool, error)) ([]eventstore.AppendOutcome, error) {
 	streams := make([]string, 0, len(batch))
 	seen := make(map[string]bool, len(batch))
 	for _, r := range batch {
@@ -160,6 +172,9 @@ func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppen
 		FROM unnest($1::text[]) AS s
 		UNION ALL
 		SELECT NULL, COALESCE((SELECT max(position) FROM events), 0)`, streams)
+	// Event ids already stored (a writer re-sending what it wrote, see
+	// eventstore.ReplayOrDuplicate); one index probe each.
+	b.Queue(`SELECT event_id::text, stream_id, version, position FROM events WHERE event_id = ANY($1::uuid[])`, allIDs(batch))
 	versions := make(map[string]int64, len(streams))
 	var head int64
 	br := pc.SendBatch(ctx, &b)
@@ -190,11 +205,16 @@ func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppen
 			err = rows.Err()
 		}
 	}
+	if err != nil {
+		br.Close()
+		return nil, fmt.Errorf("event store: read versions: %w", err)
+	}
+	found, err := scanStored(br)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("event store: read versions: %w", err)
+		return nil, fmt.Errorf("event store: look up event ids: %w", err)
 	}
 
 	results := make([]eventstore.AppendOutcome, len(batch))
@@ -208,14 +228,22 @@ func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppen
 		meta      []string
 	)
 	for i, r := range batch {
+		if out, ok := eventstore.ReplayOrDuplicate(r, found); ok {
+			results[i] = out
+			continue
+		}
 		current := versions[r.Stream]
 		if !eventstore.ExpectationHolds(r.Expected, current) {
 			results[i] = eventstore.AppendOutcome{Err: &eventstore.VersionConflictError{Stream: r.Stream, Expected: r.Expected, Actual: current}}
 			continue
 		}
-		for _, e := range r.Events {
+		for j, e := range r.Events {
 			head++
 			current++
+			// Planned events count as stored for the appends after
+			// this one in the batch: a writer's retry that lands in the
+			// same batch as its first try is a replay, not a conflict.
+			found[r.IDs[j]] = eventstore.StoredEvent{Stream: r.Stream, Version: current, Position: uint64(head)}
 			positions = append(positions, head)
 			ids = append(ids, e.ID)
 			streamIDs = append(streamIDs, r.Stream)
@@ -247,21 +275,106 @@ func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppen
 			positions, ids, streamIDs, vers, types, data, meta, notifyChannel)
 	}
 	b.Queue("COMMIT")
+	if fault != nil {
+		if commit, err := fault(); err != nil {
+			if !commit {
+				return nil, &eventstore.AmbiguousCommitError{Planned: results, Err: err}
+			}
+			// Commit for real and read both answers, then drop the
+			// connection as if the answer had been lost on the way.
+			fb := pc.SendBatch(ctx, &b)
+			for range b.Len() {
+				if _, cerr := fb.Exec(); cerr != nil {
+					break
+				}
+			}
+			fb.Close()
+			pc.PgConn().Close(ctx)
+			return nil, &eventstore.AmbiguousCommitError{Planned: results, Err: err}
+		}
+	}
 	br = pc.SendBatch(ctx, &b)
 	if len(positions) > 0 {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
-			return nil, classify(err)
+			return nil, phase2Error(err, results, classify)
 		}
 	}
 	if _, err := br.Exec(); err != nil {
 		br.Close()
-		return nil, fmt.Errorf("event store: commit: %w", err)
+		return nil, phase2Error(err, results, func(err error) error { return fmt.Errorf("event store: commit: %w", err) })
 	}
 	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("event store: commit: %w", err)
+		return nil, phase2Error(err, results, func(err error) error { return fmt.Errorf("event store: commit: %w", err) })
 	}
 	return results, nil
+}
+
+// phase2Error tells apart the failures of the insert-and-commit round trip.
+// An answer from the server (a PgError: a constraint, bad data) means the
+// transaction failed and nothing is stored. A request that never left
+// (pgconn.SafeToRetry) stored nothing either. Anything else — the
+// connection lost after INSERT and COMMIT were sent — leaves the outcome
+// unknown: the committer looks the ids up before answering.
+func phase2Error(err error, planned []eventstore.AppendOutcome, answered func(error) error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && !eventstore.IsUnavailable(err):
+		return answered(err)
+	case pgconn.SafeToRetry(err):
+		return eventstore.Unavailable(fmt.Errorf("event store: commit not sent: %w", err))
+	}
+	return &eventstore.AmbiguousCommitError{Planned: planned, Err: err}
+}
+
+func allIDs(batch []eventstore.PendingAppend) []string {
+	var ids []string
+	for _, p := range batch {
+		ids = append(ids, p.IDs...)
+	}
+	return ids
+}
+
+func scanStored(br pgx.BatchResults) (map[string]eventstore.StoredEvent, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := map[string]eventstore.StoredEvent{}
+	for rows.Next() {
+		var id string
+		var e eventstore.StoredEvent
+		var pos int64
+		if err := rows.Scan(&id, &e.Stream, &e.Version, &pos); err != nil {
+			return nil, err
+		}
+		e.Position = uint64(pos)
+		found[id] = e
+	}
+	return found, rows.Err()
+}
+
+// resolve looks event ids up on a pooled connection (never the one whose
+// commit was lost: database/sql discards that one).
+func (s *Store) resolve(ctx context.Context, ids []string) (map[string]eventstore.StoredEvent, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT event_id::text, stream_id, version, position FROM events WHERE event_id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := map[string]eventstore.StoredEvent{}
+	for rows.Next() {
+		var id string
+		var e eventstore.StoredEvent
+		var pos int64
+		if err := rows.Scan(&id, &e.Stream, &e.Version, &pos); err != nil {
+			return nil, err
+		}
+		e.Position = uint64(pos)
+		found[id] = e
+	}
+	return found, rows.Err()
 }
 
 func classify(err error) error {
@@ -269,7 +382,7 @@ func classify(err error) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "23505": // unique_violation: an event id used twice
-			return fmt.Errorf("%w: duplicate event id (%s)", eventstore.ErrInvalidAppend, pgErr.ConstraintName)
+			return fmt.Errorf("%w (%s)", eventstore.ErrDuplicateEventID, pgErr.ConstraintName)
 		case "22P02", "22P03": // invalid text representation: a malformed uuid
 			return fmt.Errorf("%w: %s", eventstore.ErrInvalidAppend, pgErr.Message)
 		}

@@ -79,6 +79,10 @@ type Options struct {
 	Logger *slog.Logger
 	// DB is used by Open only, to open the file.
 	DB DBOptions
+	// ResolveTimeout bounds how long an append whose COMMIT failed waits
+	// while the store looks its events up to learn whether it committed.
+	// Default 30s.
+	ResolveTimeout time.Duration
 }
 
 // Store is the SQLite event store.
@@ -94,6 +98,11 @@ type Store struct {
 
 	closeMu  sync.Once
 	closeErr error
+
+	// commitFault, set by tests only, runs just before COMMIT. An error
+	// makes the commit ambiguous; with commit true the batch is committed
+	// first.
+	commitFault func() (commit bool, err error)
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -165,7 +174,10 @@ func New(ctx context.Context, write, read *sqlx.DB, opts Options) (*Store, error
 		return nil, err
 	}
 	s := &Store{write: write, read: read, stmts: stmts, reads: reads, opts: opts}
-	s.appends = eventstore.NewGroupCommitter(opts.MaxBatch, s.tryCommit, s.signal.Notify)
+	s.appends = eventstore.StartGroupCommitter(eventstore.GroupCommitOptions{
+		MaxBatch: opts.MaxBatch, Commit: s.tryCommit, Committed: s.signal.Notify,
+		Resolve: s.resolve, ResolveTimeout: opts.ResolveTimeout,
+	})
 	return s, nil
 }
 
@@ -222,16 +234,17 @@ const (
 	// would walk every version of every stream in the batch.)
 	sqlVersions = `SELECT s.value, (SELECT max(version) FROM events WHERE stream_id = s.value) FROM json_each(?) AS s`
 	sqlHead     = `SELECT COALESCE(max(position), 0) FROM events`
+	sqlLookup   = `SELECT event_id, stream_id, version, position FROM events WHERE event_id IN (SELECT value FROM json_each(?))`
 )
 
 type writeStmts struct {
-	versions, head, insert1, insertN *sql.Stmt
+	versions, head, lookup, insert1, insertN *sql.Stmt
 }
 
 // readStmts are prepared on the read handle (database/sql prepares each on
 // every pooled connection as it is first used there).
 type readStmts struct {
-	readStream, streamExists, readAll, head *sql.Stmt
+	readStream, streamExists, readAll, head, lookup *sql.Stmt
 }
 
 func prepareRead(ctx context.Context, db *sqlx.DB) (*readStmts, error) {
@@ -245,6 +258,7 @@ func prepareRead(ctx context.Context, db *sqlx.DB) (*readStmts, error) {
 		{&r.streamExists, `SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ?)`},
 		{&r.readAll, selectEvents + ` WHERE position > ? ORDER BY position LIMIT ?`},
 		{&r.head, sqlHead},
+		{&r.lookup, sqlLookup},
 	} {
 		if *p.dst, err = db.PrepareContext(ctx, p.sql); err != nil {
 			r.close()
@@ -255,7 +269,7 @@ func prepareRead(ctx context.Context, db *sqlx.DB) (*readStmts, error) {
 }
 
 func (r *readStmts) close() {
-	for _, st := range []*sql.Stmt{r.readStream, r.streamExists, r.readAll, r.head} {
+	for _, st := range []*sql.Stmt{r.readStream, r.streamExists, r.readAll, r.head, r.lookup} {
 		if st != nil {
 			st.Close()
 		}
@@ -271,6 +285,7 @@ func prepareWrite(ctx context.Context, db *sqlx.DB) (*writeStmts, error) {
 	}{
 		{&w.versions, sqlVersions},
 		{&w.head, sqlHead},
+		{&w.lookup, sqlLookup},
 		{&w.insert1, insertSQL(1)},
 		{&w.insertN, insertSQL(insertChunk)},
 	} {
@@ -283,7 +298,7 @@ func prepareWrite(ctx context.Context, db *sqlx.DB) (*writeStmts, error) {
 }
 
 func (w *writeStmts) close() {
-	for _, st := range []*sql.Stmt{w.versions, w.head, w.insert1, w.insertN} {
+	for _, st := range []*sql.Stmt{w.versions, w.head, w.lookup, w.insert1, w.insertN} {
 		if st != nil {
 			st.Close()
 		}
@@ -344,6 +359,12 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) (results []eventstor
 	if err := tx.StmtContext(ctx, s.stmts.head).QueryRowContext(ctx).Scan(&head); err != nil {
 		return nil, fmt.Errorf("event store: read head: %w", err)
 	}
+	// Event ids already stored (a writer re-sending what it wrote, see
+	// eventstore.ReplayOrDuplicate).
+	found, err := lookupIDs(ctx, tx.StmtContext(ctx, s.stmts.lookup), batch)
+	if err != nil {
+		return nil, fmt.Errorf("event store: look up event ids: %w", err)
+	}
 
 	now := time.Now().UTC().Format(timeLayout)
 	results = make([]eventstore.AppendOutcome, len(batch))
@@ -351,6 +372,10 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) (results []eventstor
 	var insertN, insert1 *sql.Stmt
 	inserted := 0
 	for i, r := range batch {
+		if out, ok := eventstore.ReplayOrDuplicate(r, found); ok {
+			results[i] = out
+			continue
+		}
 		current := versions[r.Stream]
 		if !eventstore.ExpectationHolds(r.Expected, current) {
 			results[i] = eventstore.AppendOutcome{Err: &eventstore.VersionConflictError{Stream: r.Stream, Expected: r.Expected, Actual: current}}
@@ -359,6 +384,9 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) (results []eventstor
 		for j, e := range r.Events {
 			head++
 			current++
+			// Planned events count as stored for the appends after
+			// this one in the batch (see the PostgreSQL backend).
+			found[r.IDs[j]] = eventstore.StoredEvent{Stream: r.Stream, Version: current, Position: uint64(head)}
 			m := string(e.Metadata)
 			if m == "" {
 				m = "{}"
@@ -390,10 +418,55 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) (results []eventstor
 			return nil, classify(err)
 		}
 	}
+	if s.commitFault != nil {
+		if commit, err := s.commitFault(); err != nil {
+			if commit {
+				tx.Commit()
+			}
+			return nil, &eventstore.AmbiguousCommitError{Planned: results, Err: err}
+		}
+	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("event store: commit: %w", err)
+		// A failed COMMIT of a local file can still have reached the disk
+		// (an I/O error reported after the WAL write): let the committer
+		// look the ids up rather than guess.
+		return nil, &eventstore.AmbiguousCommitError{Planned: results, Err: fmt.Errorf("event store: commit: %w", err)}
 	}
 	return results, nil
+}
+
+func lookupIDs(ctx context.Context, st *sql.Stmt, batch []eventstore.PendingAppend) (map[string]eventstore.StoredEvent, error) {
+	var ids []string
+	for _, p := range batch {
+		ids = append(ids, p.IDs...)
+	}
+	js, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, string(js))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := map[string]eventstore.StoredEvent{}
+	for rows.Next() {
+		var id string
+		var e eventstore.StoredEvent
+		var pos int64
+		if err := rows.Scan(&id, &e.Stream, &e.Version, &pos); err != nil {
+			return nil, err
+		}
+		e.Position = uint64(pos)
+		found[id] = e
+	}
+	return found, rows.Err()
+}
+
+// resolve looks event ids up through the read pool, not the writer
+// connection whose commit went wrong.
+func (s *Store) resolve(ctx context.Context, ids []string) (map[string]eventstore.StoredEvent, error) {
+	return lookupIDs(ctx, s.reads.lookup, []eventstore.PendingAppend{{IDs: ids}})
 }
 
 func classify(err error) error {
@@ -402,7 +475,7 @@ func classify(err error) error {
 		switch se.Code() {
 		case codeConstraintUnique:
 			if strings.Contains(err.Error(), "events.event_id") {
-				return fmt.Errorf("%w: duplicate event id (%v)", eventstore.ErrInvalidAppend, err)
+				return fmt.Errorf("%w (%v)", eventstore.ErrDuplicateEventID, err)
 			}
 		case codeConstraintCheck:
 			return fmt.Errorf("%w: %v", eventstore.ErrInvalidAppend, err)

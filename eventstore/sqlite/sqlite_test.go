@@ -28,13 +28,27 @@ func ev() eventstore.EventData {
 }
 
 func TestConformance(t *testing.T) {
-	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+	eventstoretest.RunWith(t, func(t *testing.T) eventstore.Store {
 		s, err := sqlite.Open(testCtx(t), filepath.Join(t.TempDir(), "salesos.db"), sqlite.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
-	})
+	}, eventstoretest.Options{NewPair: func(t *testing.T) (eventstore.Store, eventstore.Store) {
+		// Two opens of one file: two processes, each with its own writer
+		// connection, serialized by SQLite's write lock.
+		path := filepath.Join(t.TempDir(), "salesos.db")
+		a, err := sqlite.Open(testCtx(t), path, sqlite.Options{PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := sqlite.Open(testCtx(t), path, sqlite.Options{PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			a.Close()
+			t.Fatal(err)
+		}
+		return a, b
+	}})
 }
 
 // The composition root's way: open the file, migrate it, build the store on
@@ -316,4 +330,96 @@ func TestPathWithSpecialCharacters(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("database not at %s: %v", path, err)
 	}
+}
+
+// COMMIT fails with an unknown outcome: the store looks the batch's event
+// ids up through its read pool before it answers.
+func TestAmbiguousCommit(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.Open(testCtx(t), filepath.Join(t.TempDir(), "salesos.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eventstoretest.AmbiguousCommit(t, s, func(f func() (bool, error)) { sqlite.SetCommitFault(s, f) })
+}
+
+// Another process holding the write lock past the busy timeout makes
+// appends fail as unavailable (the API answers 503), and the store writes
+// again as soon as the lock is released.
+func TestLockHeldElsewhereIsUnavailable(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "salesos.db")
+	s, err := sqlite.Open(ctx, path, sqlite.Options{DB: sqlite.DBOptions{BusyTimeout: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	holder, err := sqlite.OpenDB(ctx, path, sqlite.DBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	conn, err := holder.Write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, "s-locked", eventstore.NoStream, ev())
+	if !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("append while another process holds the lock: %v, want ErrUnavailable", err)
+	}
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "s-locked", eventstore.NoStream, ev()); err != nil {
+		t.Fatalf("append after the lock was released: %v", err)
+	}
+}
+
+// The query side reads and writes the SQLite file with its own handles: a
+// busy error from there (not wrapped by the store) is an outage too.
+func TestRawBusyErrorIsUnavailable(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "salesos.db")
+	a, err := sqlite.OpenDB(ctx, path, sqlite.DBOptions{BusyTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := sqlite.OpenDB(ctx, path, sqlite.DBOptions{BusyTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := a.Write.ExecContext(ctx, `CREATE TABLE t (x INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := a.Write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), `ROLLBACK`)
+	_, err = b.Write.ExecContext(ctx, `INSERT INTO t VALUES (1)`)
+	if err == nil || !eventstore.IsUnavailable(err) {
+		t.Fatalf("write while another connection holds the lock: %v, want an error IsUnavailable recognises", err)
+	}
+}
+
+// Identical appends sharing one batch are one write and one answer.
+func TestSameBatchReplay(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.Open(testCtx(t), filepath.Join(t.TempDir(), "salesos.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eventstoretest.SameBatchReplay(t, s, func(f func() (bool, error)) { sqlite.SetCommitFault(s, f) }, func() int { return sqlite.QueuedAppends(s) })
 }
