@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -108,6 +110,7 @@ type tally struct {
 	mu          sync.Mutex
 	byStatus    map[int]int
 	transport   int
+	refused     int // of transport: the connection was refused (no server listening)
 	noRetry503  int
 	replayed    int
 	firstErrors map[string]string // a sample answer per status class
@@ -122,6 +125,9 @@ func (t *tally) add(r reply) {
 	defer t.mu.Unlock()
 	if r.err != nil && r.status == 0 {
 		t.transport++
+		if errors.Is(r.err, syscall.ECONNREFUSED) {
+			t.refused++
+		}
 		if _, ok := t.firstErrors["transport"]; !ok {
 			t.firstErrors["transport"] = r.err.Error()
 		}
@@ -165,7 +171,10 @@ func (t *tally) String() string {
 		parts = append(parts, fmt.Sprintf("%d×%d", m[c], c))
 	}
 	if tr > 0 {
-		parts = append(parts, fmt.Sprintf("%d×no answer", tr))
+		t.mu.Lock()
+		refused := t.refused
+		t.mu.Unlock()
+		parts = append(parts, fmt.Sprintf("%d×no answer (%d refused, %d cut)", tr, refused, tr-refused))
 	}
 	return strings.Join(parts, " ")
 }

@@ -66,6 +66,7 @@ func main() {
 	only := flag.String("scenario", "", "run only this scenario: "+scenarioNames())
 	backend := flag.String("backend", "", "run only on this backend: postgres or sqlite")
 	keep := flag.Bool("keep", false, "keep the work directory (server logs, data) even when every check passed")
+	settle := flag.Duration("settle", 0, "how long creates without an answer are retried after the faults (default 20s quick, 45s full); must exceed the idempotency lease")
 	flag.Parse()
 	if *backend != "" && *backend != "postgres" && *backend != "sqlite" {
 		fmt.Fprintln(os.Stderr, "faults: -backend is postgres or sqlite")
@@ -81,7 +82,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "faults: no scenario %q (known: %s)\n", *only, scenarioNames())
 		os.Exit(2)
 	}
-	os.Exit(run(chosen, *backend, *quick, *keep))
+	p := planFor(*quick)
+	if *settle > 0 {
+		p.settle = *settle
+	}
+	os.Exit(run(chosen, *backend, *quick, *keep, p))
 }
 
 func scenarioNames() string {
@@ -92,9 +97,9 @@ func scenarioNames() string {
 	return strings.Join(ns, ", ")
 }
 
-func run(chosen []scenario, backend string, quick, keep bool) (code int) {
+func run(chosen []scenario, backend string, quick, keep bool, p plan) (code int) {
 	start := time.Now()
-	h := &harness{quick: quick, plan: planFor(quick)}
+	h := &harness{quick: quick, plan: p}
 	// Children die with us however we end: cleanups run on return, on a
 	// panic (re-raised after) and on SIGINT/SIGTERM.
 	defer func() {

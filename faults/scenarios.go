@@ -114,6 +114,12 @@ func runPGRestart(ctx context.Context, h *harness, sc *scope) error {
 	}
 	ld := startLoad(ctx, r.key, r.a, r.l, h.plan.workers, 100000, 0)
 	defer ld.stop()
+	// Whatever happens here, the next scenarios find PostgreSQL running.
+	defer func() {
+		if ctx := context.WithoutCancel(ctx); !sc.pg.Running(ctx) {
+			sc.pg.Start(ctx)
+		}
+	}()
 	for range h.plan.pgRestarts {
 		pause(ctx, jitter(h.plan.pgEvery))
 		if err := sc.pg.Restart(ctx); err != nil {
@@ -167,7 +173,7 @@ func runWebhooks(ctx context.Context, h *harness, sc *scope) error {
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	workers := 2
-	ld := startLoad(lctx, r.key, r.a, r.l, workers, h.plan.hookOps/workers, 20*time.Millisecond)
+	ld := startLoad(lctx, r.key, r.a, r.l, workers, h.plan.hookOps/workers, 50*time.Millisecond)
 	ld.wait()
 	h.info(sc.name, "%d creates and %d patches acknowledged at a gentle pace; answers %s", len(r.l.acked()), r.l.patches, r.l.tally)
 	lat := finish(ctx, h, sc, r)

@@ -142,6 +142,12 @@ func (c *Cluster) Start(ctx context.Context) error {
 	return err
 }
 
+// Running reports whether the server is up (pg_ctl status).
+func (c *Cluster) Running(ctx context.Context) bool {
+	_, err := c.run(ctx, "pg_ctl", "status", "-D", c.dataDir())
+	return err == nil
+}
+
 // Stop shuts the server down with the "fast" mode: sessions are
 // terminated, which is what clients see in a real outage.
 func (c *Cluster) Stop(ctx context.Context) error {

@@ -49,6 +49,9 @@ func TestClusterLifecycle(t *testing.T) {
 	if err := c.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if c.Running(ctx) {
+		t.Fatal("Running after Stop")
+	}
 	if conn, err := pgx.Connect(ctx, url); err == nil {
 		conn.Close(ctx)
 		t.Fatal("connected to a stopped cluster")
@@ -57,6 +60,9 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantRows(ctx, t, url, 1)
+	if !c.Running(ctx) {
+		t.Fatal("not Running after Start")
+	}
 
 	dir := c.Dir()
 	if err := c.Close(); err != nil {
