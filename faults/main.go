@@ -114,6 +114,9 @@ func run(chosen []scenario, backend string, quick, keep bool, p plan) (code int)
 		s := <-sigs
 		fmt.Fprintf(os.Stderr, "\nfaults: %v: stopping every child process\n", s)
 		h.cleanup()
+		if h.work != "" {
+			fmt.Fprintf(os.Stderr, "faults: server logs and data kept in %s\n", h.work)
+		}
 		os.Exit(130)
 	}()
 	defer h.cleanup()
