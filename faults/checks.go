@@ -19,6 +19,7 @@ import (
 type positions struct {
 	head        uint64
 	projections map[string]uint64
+	other       map[string][]string // projection → its other metric lines (state, errors, …)
 }
 
 // scrapePositions reads salesos_projection_position and
@@ -36,7 +37,7 @@ func scrapePositions(ctx context.Context, base string) (positions, error) {
 	if resp.StatusCode != http.StatusOK {
 		return positions{}, fmt.Errorf("/metrics answered %d", resp.StatusCode)
 	}
-	p := positions{projections: map[string]uint64{}}
+	p := positions{projections: map[string]uint64{}, other: map[string][]string{}}
 	sawHead := false
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -53,6 +54,13 @@ func scrapePositions(ctx context.Context, base string) (positions, error) {
 		case strings.HasPrefix(name, `salesos_projection_position{projection="`):
 			proj := strings.TrimSuffix(strings.TrimPrefix(name, `salesos_projection_position{projection="`), `"}`)
 			p.projections[proj] = value()
+		case !strings.HasPrefix(line, "#") && strings.Contains(name, `projection="`) &&
+			!strings.HasPrefix(name, "salesos_projection_lag_events{"):
+			// Whatever else the server says about a projection (its state,
+			// last error, parked events) goes into a failure's message.
+			_, after, _ := strings.Cut(name, `projection="`)
+			proj, _, _ := strings.Cut(after, `"`)
+			p.other[proj] = append(p.other[proj], line)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -110,7 +118,16 @@ func checkProjections(ctx context.Context, h *harness, scn string, srv *server) 
 	case len(last.projections) == 0:
 		h.fail(scn, "projections reach the event-store head without a restart", "no salesos_projection_position in /metrics")
 	default:
-		h.fail(scn, "projections reach the event-store head without a restart", "after %s still behind: %s (%s)", h.plan.catchUp, strings.Join(last.behind(), ", "), last)
+		var more []string
+		for _, n := range last.behind() {
+			more = append(more, last.other[n]...)
+		}
+		if len(more) > 6 {
+			more = more[:6]
+		}
+		rz := truncate(string(srv.get(ctx, "/readyz")), 300)
+		h.fail(scn, "projections reach the event-store head without a restart", "after %s still behind: %s (%s); /readyz said %s%s",
+			h.plan.catchUp, strings.Join(last.behind(), ", "), last, rz, samples(more))
 	}
 }
 
@@ -185,7 +202,7 @@ func checkWrites(ctx context.Context, h *harness, scn string, a *api, l *ledger)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
-		go func() {
+		goSafe(func() {
 			defer wg.Done()
 			for rec := range jobs {
 				hr := a.do(ctx, http.MethodGet, "/v1/"+rec.kind+"/"+rec.id+"/history", nil)
@@ -260,7 +277,7 @@ func checkWrites(ctx context.Context, h *harness, scn string, a *api, l *ledger)
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	for _, rec := range recs {
 		jobs <- rec

@@ -232,10 +232,10 @@ func startLoad(ctx context.Context, name string, a *api, l *ledger, workers, max
 	ld := &load{name: name, a: a, l: l, workers: workers, maxOps: maxOps, pause: pause, cancel: cancel}
 	for w := range workers {
 		ld.wg.Add(1)
-		go func() {
+		goSafe(func() {
 			defer ld.wg.Done()
 			ld.worker(ctx, w)
-		}()
+		})
 	}
 	return ld
 }

@@ -29,6 +29,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -108,6 +109,11 @@ func run(chosen []scenario, backend string, quick, keep bool, p plan) (code int)
 			panic(p)
 		}
 	}()
+	crash = func(p any) {
+		fmt.Fprintf(os.Stderr, "faults: panic: %v\n%s", p, debug.Stack())
+		h.cleanup()
+		os.Exit(2)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -179,6 +185,23 @@ func run(chosen []scenario, backend string, quick, keep bool, p plan) (code int)
 		return 1
 	}
 	return 0
+}
+
+// crash ends the program from a panicking goroutine, after the cleanups:
+// a panic there would otherwise skip main's deferred calls and leave the
+// PostgreSQL cluster (not our child) running.
+var crash = func(p any) { panic(p) }
+
+// goSafe runs f on a goroutine whose panic goes through crash.
+func goSafe(f func()) {
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				crash(p)
+			}
+		}()
+		f()
+	}()
 }
 
 // prepare gives the scenario a data directory and a database of its own.

@@ -197,6 +197,15 @@ func (s *server) kill() {
 	s.reap()
 }
 
+// get is the body of an unauthenticated GET (for failure messages).
+func (s *server) get(ctx context.Context, path string) []byte {
+	r := (&api{base: s.base()}).do(ctx, http.MethodGet, path, nil)
+	if r.err != nil {
+		return []byte(r.err.Error())
+	}
+	return []byte(fmt.Sprintf("%d %s", r.status, r.body))
+}
+
 // signal sends SIGTERM; waitExit then waits for the process to end.
 func (s *server) signal() error {
 	s.mu.Lock()
