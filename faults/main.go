@@ -323,7 +323,7 @@ type plan struct {
 func planFor(quick bool) plan {
 	if quick {
 		return plan{workers: 4, kill9Cycles: 3, kill9Every: 3 * time.Second,
-			pgRestarts: 2, pgEvery: 3 * time.Second, pgStop: 5 * time.Second,
+			pgRestarts: 3, pgEvery: 2500 * time.Millisecond, pgStop: 5 * time.Second,
 			hookOps: 60, redisDown: 4 * time.Second, sigtermCycles: 2, sigtermEvery: 3 * time.Second,
 			tail: 2 * time.Second, settle: 20 * time.Second, catchUp: 30 * time.Second, delivery: 40 * time.Second}
 	}
