@@ -98,6 +98,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Schedule:        cfg.WebhookRetrySchedule,
 		DeactivateAfter: cfg.WebhookDeactivateAfter,
 		Concurrency:     cfg.WebhookConcurrency,
+		PerEndpoint:     cfg.WebhookPerEndpoint,
 		Lease:           cfg.WebhookLease,
 		Wake:            a.Runner.Progress,
 		Sender:          sender,
@@ -245,17 +246,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		a.log.Warn("HTTP shutdown did not drain in time", "error", err)
-	}
-	// In-flight deliveries finish (each bounded by the webhook timeout)
-	// and are recorded before we return.
-	stopDispatcher()
-	stopProjections()
-	<-dispDone
-	<-projDone
+	a.shutdown(srv, stopDispatcher, dispDone, stopProjections, projDone)
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
@@ -314,6 +305,42 @@ func superviseWorker(ctx context.Context, name string, log *slog.Logger, run fun
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, 5*time.Second)
+	}
+}
+
+// shutdown stops everything within Config.ShutdownTimeout, all of it:
+// the HTTP server drains its requests (and closes the connections of those
+// still running at the deadline), the dispatcher claims nothing more and
+// lets its attempts finish, cutting short whatever still runs shortly
+// before the deadline (recorded as interrupted: due again, not counted
+// against the endpoint), and the projections stop after their batch.
+func (a *App) shutdown(srv *http.Server, stopDispatcher func(), dispDone <-chan struct{}, stopProjections func(), projDone <-chan struct{}) {
+	timeout := a.Config.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	shutCtx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+
+	// No new attempts from the moment shutdown starts; the ones in flight
+	// are interrupted with enough time left to record them.
+	stopDispatcher()
+	margin := min(time.Second, timeout/4)
+	interrupt := time.AfterFunc(time.Until(deadline.Add(-margin)), a.Dispatcher.Interrupt)
+	defer interrupt.Stop()
+
+	if err := srv.Shutdown(shutCtx); err != nil {
+		a.log.Warn("HTTP shutdown did not drain in time; closing the remaining connections", "error", err)
+		_ = srv.Close()
+	}
+	stopProjections()
+	for name, done := range map[string]<-chan struct{}{"webhook dispatcher": dispDone, "projections": projDone} {
+		select {
+		case <-done:
+		case <-shutCtx.Done():
+			a.log.Warn("shutdown deadline reached before this stopped; what it had not committed is redone after the restart", "worker", name)
+		}
 	}
 }
 

@@ -32,7 +32,8 @@ type Config struct {
 	WebhookAllowPrivate    bool            // SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS, default false
 	WebhookTimeout         time.Duration   // SALESOS_WEBHOOK_TIMEOUT, default 10s
 	WebhookConcurrency     int             // SALESOS_WEBHOOK_CONCURRENCY, default 64
-	WebhookLease           time.Duration   // SALESOS_WEBHOOK_LEASE, default timeout + 30s
+	WebhookPerEndpoint     int             // SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY, default 8
+	WebhookLease           time.Duration   // SALESOS_WEBHOOK_LEASE, default 10s, renewed while an attempt runs
 	AutoMigrate            bool            // SALESOS_AUTO_MIGRATE, default true
 	ShutdownTimeout        time.Duration   // SALESOS_SHUTDOWN_TIMEOUT, default 20s
 	LogLevel               string          // SALESOS_LOG_LEVEL: debug | info | warn | error
@@ -102,10 +103,13 @@ func ConfigFromEnv() (Config, error) {
 	if c.WebhookTimeout, err = envDuration("SALESOS_WEBHOOK_TIMEOUT", 10*time.Second); err != nil {
 		errs = append(errs, err)
 	}
-	if c.WebhookConcurrency, err = envInt("SALESOS_WEBHOOK_CONCURRENCY", 64); err != nil {
+	if c.WebhookConcurrency, err = envInt("SALESOS_WEBHOOK_CONCURRENCY", webhooks.DefaultConcurrency); err != nil {
 		errs = append(errs, err)
 	}
-	if c.WebhookLease, err = envDuration("SALESOS_WEBHOOK_LEASE", 0); err != nil {
+	if c.WebhookPerEndpoint, err = envInt("SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY", webhooks.DefaultPerEndpoint); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookLease, err = envDuration("SALESOS_WEBHOOK_LEASE", webhooks.DefaultLease); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -152,10 +156,14 @@ func (c Config) Validate() error {
 	if c.WebhookDeactivateAfter < 0 || c.WebhookConcurrency < 0 {
 		errs = append(errs, errors.New("SALESOS_WEBHOOK_DEACTIVATE_AFTER and SALESOS_WEBHOOK_CONCURRENCY must be positive"))
 	}
-	if c.WebhookLease > 0 && c.WebhookLease <= c.WebhookTimeout {
-		// A lease that can run out while the attempt is still waiting for the
-		// endpoint lets another instance send the same delivery in parallel.
-		errs = append(errs, fmt.Errorf("SALESOS_WEBHOOK_LEASE (%s) must be longer than SALESOS_WEBHOOK_TIMEOUT (%s)", c.WebhookLease, c.WebhookTimeout))
+	if c.WebhookLease > 0 && c.WebhookLease < time.Second {
+		// Leases are renewed every third of their length: below a second
+		// a renewal that waits on a busy database lets them run out and
+		// cuts attempts short.
+		errs = append(errs, fmt.Errorf("SALESOS_WEBHOOK_LEASE (%s) must be at least 1s", c.WebhookLease))
+	}
+	if c.WebhookPerEndpoint > 0 && c.WebhookConcurrency > 0 && c.WebhookPerEndpoint > c.WebhookConcurrency {
+		errs = append(errs, fmt.Errorf("SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY (%d) cannot exceed SALESOS_WEBHOOK_CONCURRENCY (%d)", c.WebhookPerEndpoint, c.WebhookConcurrency))
 	}
 	if isPostgresURL(c.DatabaseURL) && c.DBMaxConns > 0 && c.DBMaxConns < MinDBConns {
 		errs = append(errs, fmt.Errorf("SALESOS_DB_MAX_CONNS=%d is too few: the workers keep %d connections to themselves (event-store wake-ups, one leader lock per projection) and need %d more to make progress; use at least %d", c.DBMaxConns, pinnedDBConns, MinDBConns-pinnedDBConns, MinDBConns))

@@ -62,9 +62,14 @@ func TestConfigFromEnv(t *testing.T) {
 			wantErr: "SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS=true is refused in production",
 		},
 		{
-			name:    "a webhook lease no longer than the timeout is refused",
-			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_WEBHOOK_TIMEOUT": "10s", "SALESOS_WEBHOOK_LEASE": "10s"},
-			wantErr: "must be longer than SALESOS_WEBHOOK_TIMEOUT",
+			name:    "a webhook lease too short to renew is refused",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_WEBHOOK_LEASE": "300ms"},
+			wantErr: "SALESOS_WEBHOOK_LEASE (300ms) must be at least 1s",
+		},
+		{
+			name:    "a per-endpoint limit above the global one is refused",
+			env:     map[string]string{"SALESOS_DATABASE_URL": "postgres://x/y", "SALESOS_WEBHOOK_CONCURRENCY": "4", "SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY": "8"},
+			wantErr: "cannot exceed SALESOS_WEBHOOK_CONCURRENCY",
 		},
 		{
 			name:    "too few database connections for the workers",
@@ -114,7 +119,8 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, k := range []string{"SALESOS_ADDR", "SALESOS_DATA_DIR", "SALESOS_DATABASE_URL", "SALESOS_EVENTSTORE_URL", "SALESOS_ENV",
 				"SALESOS_OIDC_ISSUER", "SALESOS_OIDC_AUDIENCE", "SALESOS_CONSISTENCY_WAIT", "SALESOS_AUTO_MIGRATE", "SALESOS_SHUTDOWN_TIMEOUT",
-				"SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS", "SALESOS_WEBHOOK_TIMEOUT", "SALESOS_WEBHOOK_LEASE", "SALESOS_DB_MAX_CONNS"} {
+				"SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS", "SALESOS_WEBHOOK_TIMEOUT", "SALESOS_WEBHOOK_LEASE", "SALESOS_DB_MAX_CONNS",
+				"SALESOS_WEBHOOK_CONCURRENCY", "SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY"} {
 				t.Setenv(k, tc.env[k])
 			}
 			c, err := ConfigFromEnv()

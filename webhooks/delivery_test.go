@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -360,5 +361,53 @@ func TestPrivateTargetsRefusedUnlessAllowed(t *testing.T) {
 	}
 	if r := e.do(t, "POST", "/v1/webhooks", map[string]any{"url": "https://93.184.216.34/hook", "events": []string{"lead.*", "nope.*"}}); r.Status != 422 {
 		t.Errorf("unknown event pattern accepted: %d %s", r.Status, r.Body)
+	}
+}
+
+// SIGTERM with an attempt in flight to an endpoint that does not answer:
+// the server stops within SALESOS_SHUTDOWN_TIMEOUT instead of waiting for
+// the attempt, and the attempt is recorded as interrupted — due again, not
+// a failure of the customer's endpoint.
+func TestShutdownInterruptsAttemptsInsteadOfWaiting(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release) // before Close, which waits for the handler
+	e := start(t, func(c *app.Config) {
+		c.ShutdownTimeout = time.Second
+		c.WebhookTimeout = time.Hour // only the shutdown can end this attempt
+	})
+	hook, _ := e.createWebhook(t, hung.URL, "lead.created")
+	e.createLead(t, "Ada")
+	select {
+	case <-arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the attempt never reached the endpoint")
+	}
+	e.s.Stop() // returns only once Serve has: the endpoint is still holding the request
+
+	db := e.s.Schema.DB
+	var status string
+	var attempts, failures int
+	var lastErr *string
+	if err := db.QueryRow(`SELECT status, attempts, last_error FROM webhook_deliveries WHERE webhook_id = $1`, hook).Scan(&status, &attempts, &lastErr); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(`SELECT consecutive_failures FROM webhooks WHERE id = $1`, hook).Scan(&failures); err != nil {
+		t.Fatal(err)
+	}
+	if status != "pending" || attempts != 0 || failures != 0 || lastErr == nil || !strings.Contains(*lastErr, "interrupted") {
+		t.Fatalf("after shutdown: status %s, attempts %d, webhook failures %d, last error %v; want pending, 0, 0, interrupted", status, attempts, failures, lastErr)
 	}
 }

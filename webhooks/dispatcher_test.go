@@ -3,12 +3,18 @@ package webhooks
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/internal/testdb"
 )
@@ -67,7 +73,7 @@ func seedDeliveries(t *testing.T, s *testdb.Schema, url string, n int) string {
 	for i := 1; i <= n; i++ {
 		if _, err := tx.Exec(`INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
 			VALUES ($1, $2, 'org_d', $3, 'lead.created', $4, 'pending', $5, $5, $5)`,
-			fmt.Sprintf("dlv_%d", i), w.ID, fmt.Sprintf("evt_%d", i), fmt.Sprintf(`{"n":%d}`, i), now); err != nil {
+			fmt.Sprintf("dlv_%s_%d", w.ID, i), w.ID, fmt.Sprintf("evt_%s_%d", w.ID, i), fmt.Sprintf(`{"n":%d}`, i), now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -142,23 +148,52 @@ func TestTwoDispatchersNeverSendTwice(t *testing.T) {
 	}
 }
 
-// A dispatcher dies mid-delivery (its attempt never comes back and is never
-// recorded). Once its lease expires another dispatcher sends the delivery
-// again, with the same webhook-id.
-func TestDeliveryOfADeadDispatcherIsTakenOver(t *testing.T) {
+// otherProcess is a second handle on the test's database, as another
+// instance of the server would have: a pool of its own on PostgreSQL, a
+// writer of its own on the SQLite file. close ends it, like a crash.
+func otherProcess(t *testing.T, s *testdb.Schema) (db *sqlx.DB, close func()) {
+	t.Helper()
+	if s.SQLite {
+		h, err := sqlite.OpenDB(context.Background(), s.Name, sqlite.DBOptions{Synchronous: "NORMAL"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var once sync.Once
+		close = func() { once.Do(func() { h.Close() }) }
+		t.Cleanup(close)
+		return h.Write, close
+	}
+	db, err := sqlx.Open("pgx", s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	close = func() { once.Do(func() { db.Close() }) }
+	t.Cleanup(close)
+	return db, close
+}
+
+// A dispatcher's process dies mid-attempt: its lease stops being renewed,
+// and another dispatcher sends the delivery once the lease has run out
+// (within Lease, not a timeout later), with the same webhook-id.
+func TestDeliveryOfACrashedDispatcherIsTakenOverWithinTheLease(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t)
 	hold := make(chan struct{})
+	defer close(hold)
 	ep := newEndpoint(t, hold)
 	seedDeliveries(t, s, ep.URL, 1)
 	sender := NewSender(SenderConfig{AllowPrivate: true, Timeout: time.Minute})
-	dead := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Lease: 300 * time.Millisecond, PollInterval: 5 * time.Millisecond, Owner: "dead"})
+	deadDB, crash := otherProcess(t, s)
+	dead := NewDispatcher(deadDB, DispatcherConfig{Sender: sender, Lease: 500 * time.Millisecond, PollInterval: 5 * time.Millisecond, Owner: "dead", Logger: quietLogger()})
 	deadCtx, kill := context.WithCancel(context.Background())
-	go func() { _ = dead.Run(deadCtx) }()
+	deadDone := make(chan struct{})
+	go func() { defer close(deadDone); _ = dead.Run(deadCtx) }()
 	eventually(t, "the first attempt to reach the endpoint", func() bool { total, _ := ep.counts(); return total == 1 })
-	kill() // the process is gone; its request hangs and is never recorded
+	crash() // the process is gone: no renewals, no recording
+	kill()
 
-	heir := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, PollInterval: 5 * time.Millisecond, Owner: "heir"})
+	heir := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Lease: 500 * time.Millisecond, PollInterval: 5 * time.Millisecond, Owner: "heir"})
 	stop := runDispatcher(heir)
 	defer stop()
 	eventually(t, "the delivery taken over", func() bool { return statusCount(t, s, StatusDelivered) == 1 })
@@ -166,20 +201,267 @@ func TestDeliveryOfADeadDispatcherIsTakenOver(t *testing.T) {
 	if total != 2 || len(ids) != 1 {
 		t.Fatalf("%d requests for %d ids; want the same webhook-id twice", total, len(ids))
 	}
-	// The dead attempt finally returns: it is recorded in the log, but
-	// cannot change a delivery whose lease it no longer holds.
-	close(hold)
-	var owner *string
-	var status string
-	eventually(t, "the late attempt recorded", func() bool {
-		var n int
-		_ = s.DB.Get(&n, `SELECT count(*) FROM webhook_attempts`)
-		return n == 2
-	})
-	if err := s.DB.QueryRow(`SELECT status, lease_owner FROM webhook_deliveries`).Scan(&status, &owner); err != nil {
+	dead.Interrupt()
+	<-deadDone
+}
+
+// An attempt that runs longer than the lease keeps its delivery: the lease
+// is renewed while the attempt runs, so a second dispatcher never sends
+// the same delivery beside it.
+func TestLeaseIsRenewedWhileTheAttemptRuns(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t)
+	hold := make(chan struct{})
+	ep := newEndpoint(t, hold)
+	seedDeliveries(t, s, ep.URL, 1)
+	sender := NewSender(SenderConfig{AllowPrivate: true, Timeout: time.Minute})
+	const lease = 300 * time.Millisecond
+	otherDB, _ := otherProcess(t, s)
+	a := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Lease: lease, PollInterval: 5 * time.Millisecond, Owner: "a"})
+	b := NewDispatcher(otherDB, DispatcherConfig{Sender: sender, Lease: lease, PollInterval: 5 * time.Millisecond, Owner: "b"})
+	stopA := runDispatcher(a)
+	defer stopA()
+	eventually(t, "the first attempt to reach the endpoint", func() bool { total, _ := ep.counts(); return total == 1 })
+	stopB := runDispatcher(b)
+	defer stopB()
+	var first time.Time
+	if err := s.DB.Get(&first, `SELECT lease_expires_at FROM webhook_deliveries`); err != nil {
 		t.Fatal(err)
 	}
-	if status != StatusDelivered || owner != nil {
-		t.Fatalf("after the late attempt: status %s owner %v", status, owner)
+	// Several leases' worth of renewals, with b looking for work all along.
+	eventually(t, "the lease renewed several times over", func() bool {
+		var now time.Time
+		_ = s.DB.Get(&now, `SELECT lease_expires_at FROM webhook_deliveries WHERE lease_owner = 'a'`)
+		return now.Sub(first) > 4*lease
+	})
+	if total, _ := ep.counts(); total != 1 {
+		t.Fatalf("%d requests while the first attempt was still running; want 1", total)
+	}
+	close(hold)
+	eventually(t, "the delivery delivered", func() bool { return statusCount(t, s, StatusDelivered) == 1 })
+	if total, _ := ep.counts(); total != 1 {
+		t.Fatalf("%d requests in all; want 1", total)
 	}
 }
+
+// An outcome that arrives after another dispatcher took the delivery over
+// is logged, but it neither changes the delivery nor moves the webhook's
+// count of consecutive failures.
+func TestOutcomeAfterTheLeaseWasLostDoesNotCount(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t)
+	hook := seedDeliveries(t, s, "http://127.0.0.1:9/", 1)
+	ctx := context.Background()
+	a := NewDispatcher(s.DB, DispatcherConfig{Owner: "a", Lease: time.Second})
+	b := NewDispatcher(s.DB, DispatcherConfig{Owner: "b", Lease: time.Second})
+	got, err := a.claim(ctx, 1)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("a claims: %v %v", got, err)
+	}
+	if _, err := s.DB.Exec(`UPDATE webhook_deliveries SET lease_expires_at = $1`, dbNow().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if taken, err := b.claim(ctx, 1); err != nil || len(taken) != 1 {
+		t.Fatalf("b takes over: %v %v", taken, err)
+	}
+	late := result{d: got[0], at: time.Now(), attempt: Attempt{StatusCode: 500}, outcome: Failed}
+	if err := a.recordBatch([]result{late}); err != nil {
+		t.Fatal(err)
+	}
+	var failures, attempts, logged int
+	var owner string
+	if err := s.DB.QueryRow(`SELECT consecutive_failures FROM webhooks WHERE id = $1`, hook).Scan(&failures); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.QueryRow(`SELECT attempts, lease_owner FROM webhook_deliveries`).Scan(&attempts, &owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.Get(&logged, `SELECT count(*) FROM webhook_attempts`); err != nil {
+		t.Fatal(err)
+	}
+	if failures != 0 || attempts != 0 || owner != "b" || logged != 1 {
+		t.Fatalf("after the late outcome: failures %d, attempts %d, owner %q, logged %d; want 0, 0, b, 1", failures, attempts, owner, logged)
+	}
+}
+
+// slowEndpoint answers only once released, and reports the most requests
+// it ever had open at once.
+type slowEndpoint struct {
+	*httptest.Server
+	mu           sync.Mutex
+	open, most   int
+	release      chan struct{}
+	releaseOnce  sync.Once
+	requestsSeen int
+}
+
+func newSlowEndpoint(t *testing.T) *slowEndpoint {
+	e := &slowEndpoint{release: make(chan struct{})}
+	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.open++
+		e.requestsSeen++
+		e.most = max(e.most, e.open)
+		e.mu.Unlock()
+		select {
+		case <-e.release:
+		case <-r.Context().Done():
+		}
+		e.mu.Lock()
+		e.open--
+		e.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(func() { e.Release(); e.Close() })
+	return e
+}
+
+func (e *slowEndpoint) Release() { e.releaseOnce.Do(func() { close(e.release) }) }
+
+func (e *slowEndpoint) mostOpen() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.most
+}
+
+func deliveredOf(t *testing.T, s *testdb.Schema, webhookID string) int {
+	t.Helper()
+	var n int
+	if err := s.DB.Get(&n, `SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'delivered'`, webhookID); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A slow endpoint with a large backlog, older than everyone else's, holds
+// only its own share of the dispatcher's slots: a healthy endpoint's
+// deliveries go out while the slow one's attempts are all still open.
+func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t)
+	slow := newSlowEndpoint(t)
+	healthy := newEndpoint(t, nil)
+	seedDeliveries(t, s, slow.URL, 100)
+	fast := seedDeliveries(t, s, healthy.URL, 50)
+	d := NewDispatcher(s.DB, DispatcherConfig{
+		Sender:      NewSender(SenderConfig{AllowPrivate: true, Timeout: time.Minute}),
+		Concurrency: 16, PerEndpoint: 4, PollInterval: 5 * time.Millisecond,
+	})
+	stop := runDispatcher(d)
+	defer stop()
+	eventually(t, "every delivery of the healthy endpoint", func() bool { return deliveredOf(t, s, fast) == 50 })
+	if most := slow.mostOpen(); most > 4 {
+		t.Fatalf("the slow endpoint had %d attempts open at once; its limit is 4", most)
+	}
+	slow.Release()
+}
+
+// hostile endpoints fail in the ways real ones do.
+func hostileEndpoint(t *testing.T, kind string) string {
+	t.Helper()
+	switch kind {
+	case "reset":
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // close with RST
+				}
+				c.Close()
+			}
+		}()
+		return "http://" + ln.Addr().String() + "/"
+	case "hang":
+		done := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+		}))
+		t.Cleanup(srv.Close)
+		t.Cleanup(func() { close(done) }) // runs first
+		return srv.URL
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) }))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func attemptsOf(t *testing.T, s *testdb.Schema, webhookID string) int {
+	t.Helper()
+	var n int
+	if err := s.DB.Get(&n, `SELECT count(*) FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.webhook_id = $1`, webhookID); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// quiet reports whether the webhook is switched off and no attempt of it
+// is in flight any more.
+func switchedOffAndQuiet(t *testing.T, s *testdb.Schema, webhookID string) bool {
+	t.Helper()
+	var active bool
+	var leased int
+	if err := s.DB.QueryRow(`SELECT active FROM webhooks WHERE id = $1`, webhookID).Scan(&active); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.Get(&leased, `SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1 AND lease_owner IS NOT NULL`, webhookID); err != nil {
+		t.Fatal(err)
+	}
+	return !active && leased == 0
+}
+
+// Exactly DeactivateAfter failed attempts switch a webhook off, whatever
+// the way it fails, the backlog (40 deliveries due at once), the number of
+// dispatchers, and again right after a reactivation.
+func TestDeactivationIsExact(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		kind        string
+		dispatchers int
+	}{
+		{"500", 1}, {"reset", 1}, {"hang", 1}, {"500", 2}, {"reset", 2},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s/%d dispatchers", tc.kind, tc.dispatchers), func(t *testing.T) {
+			t.Parallel()
+			s := testdb.New(t)
+			hook := seedDeliveries(t, s, hostileEndpoint(t, tc.kind), 40)
+			cfg := DispatcherConfig{
+				Sender:          NewSender(SenderConfig{AllowPrivate: true, Timeout: 200 * time.Millisecond}),
+				Schedule:        []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond},
+				DeactivateAfter: 10, Concurrency: 64, PerEndpoint: 8, PollInterval: 5 * time.Millisecond,
+			}
+			for i := range tc.dispatchers {
+				db := s.DB
+				if i > 0 {
+					db, _ = otherProcess(t, s)
+				}
+				defer runDispatcher(NewDispatcher(db, cfg))()
+			}
+			eventually(t, "the webhook switched off", func() bool { return switchedOffAndQuiet(t, s, hook) })
+			if n := attemptsOf(t, s, hook); n != 10 {
+				t.Fatalf("switched off after %d failed attempts, want exactly 10", n)
+			}
+			st := &Store{DB: s.DB, AllowPrivate: true}
+			if _, err := st.Update(context.Background(), "org_d", hook, Patch{Active: domain.Opt[bool]{Set: true, Value: true}}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the webhook switched off again", func() bool { return switchedOffAndQuiet(t, s, hook) })
+			if n := attemptsOf(t, s, hook); n != 20 {
+				t.Fatalf("switched off again after %d more failed attempts, want exactly 10", n-10)
+			}
+		})
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

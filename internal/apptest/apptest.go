@@ -37,6 +37,7 @@ type Server struct {
 	Issuer *authtest.Issuer
 	Schema *testdb.Schema
 	Client *http.Client
+	stop   func()
 }
 
 // Start runs a server until the test ends. opts may adjust the config.
@@ -99,15 +100,23 @@ func StartWith(t testing.TB, cfg app.Config, schema *testdb.Schema, iss *authtes
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("apptest: serve: %v", err)
-		}
-		a.Close()
-	})
-	return &Server{URL: "http://" + ln.Addr().String(), App: a, Issuer: iss, Schema: schema, Client: &http.Client{Timeout: 30 * time.Second}}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("apptest: serve: %v", err)
+			}
+			a.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &Server{URL: "http://" + ln.Addr().String(), App: a, Issuer: iss, Schema: schema, Client: &http.Client{Timeout: 30 * time.Second}, stop: stop}
 }
+
+// Stop shuts the server down as SIGTERM does and returns when Serve has
+// returned (the test's cleanup does the same if Stop was not called).
+func (s *Server) Stop() { s.stop() }
 
 // testWriter sends server logs to the test log, shown only on failure.
 type testWriter struct{ t testing.TB }

@@ -1,0 +1,243 @@
+package webhooks
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/internal/dialect"
+)
+
+// claim leases up to n due deliveries, shared fairly between the webhooks
+// that have some: webhooks are served oldest-waiting first, one delivery
+// each per round until n is reached or every webhook has used its room
+// (Policy.EndpointLimit less the attempts it already has in flight,
+// whichever dispatcher runs them).
+func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
+	leasedAt := time.Now()
+	tx, err := d.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	lite := dialect.IsSQLite(tx)
+	now := dbNow()
+	if !lite {
+		if err := customPlans(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+	hooks, err := dueWebhooks(ctx, tx, lite, now, n)
+	if err != nil || len(hooks) == 0 {
+		return nil, err
+	}
+	ids := make([]string, len(hooks))
+	for i, h := range hooks {
+		ids[i] = h.ID
+	}
+	busy, err := inFlight(ctx, tx, lite, now, ids)
+	if err != nil {
+		return nil, err
+	}
+	quota := shareSlots(hooks, busy, n, func(h dueWebhook) int {
+		return d.policy.EndpointLimit(d.cfg.PerEndpoint, EndpointState{Active: true, ConsecutiveFailures: h.Failures})
+	})
+	if len(quota) == 0 {
+		return nil, nil
+	}
+	chosen, err := dueDeliveries(ctx, tx, lite, now, hooks, quota)
+	if err != nil || len(chosen) == 0 {
+		return nil, err
+	}
+	leased := make([]string, len(chosen))
+	for i := range chosen {
+		chosen[i].leasedAt = leasedAt
+		leased[i] = chosen[i].ID
+	}
+	inIDs, idsArg, err := dialect.InList(tx, "id", 3, leased)
+	if err != nil {
+		return nil, err
+	}
+	if lite {
+		_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = $2
+			WHERE `+inIDs, d.cfg.Owner, now.Add(d.cfg.Lease), idsArg)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond'
+			WHERE `+inIDs, d.cfg.Owner, d.cfg.Lease.Milliseconds(), idsArg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return chosen, tx.Commit()
+}
+
+// dueWebhook is an active webhook with at least one due, unleased delivery.
+type dueWebhook struct {
+	ID       string `db:"id"`
+	URL      string `db:"url"`
+	Secret   string `db:"secret"`
+	Failures int    `db:"consecutive_failures"`
+}
+
+// dueWebhooks lists up to n active webhooks that have a due delivery nobody
+// holds, the longest-waiting first. Each is one probe of the
+// (webhook_id, next_attempt_at) index of pending deliveries.
+//
+// On PostgreSQL the rows are locked, skipping those another transaction
+// holds: another dispatcher claiming for the same webhook right now (so
+// two claims never both see its room free), or a recorder ending one of
+// its attempts (the webhook may be switching off). The other claimer will
+// have served it; we take it next round. On SQLite this transaction holds
+// the file's only write lock, which excludes all of that already.
+func dueWebhooks(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, n int) ([]dueWebhook, error) {
+	var out []dueWebhook
+	if lite {
+		err := tx.SelectContext(ctx, &out, `
+			SELECT id, url, secret, consecutive_failures FROM (
+				SELECT w.id, w.url, w.secret, w.consecutive_failures,
+					(SELECT min(x.next_attempt_at) FROM webhook_deliveries x
+					 WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= $2
+					   AND (x.lease_expires_at IS NULL OR x.lease_expires_at < $2)) AS oldest
+				FROM webhooks w WHERE w.active AND w.deleted_at IS NULL)
+			WHERE oldest IS NOT NULL ORDER BY oldest LIMIT $1`, n, now)
+		return out, err
+	}
+	err := tx.SelectContext(ctx, &out, `
+		SELECT w.id, w.url, w.secret, w.consecutive_failures
+		FROM webhooks w
+		CROSS JOIN LATERAL (
+			SELECT x.next_attempt_at AS oldest FROM webhook_deliveries x
+			WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= now()
+			  AND (x.lease_expires_at IS NULL OR x.lease_expires_at < now())
+			ORDER BY x.next_attempt_at LIMIT 1) o
+		WHERE w.active AND w.deleted_at IS NULL
+		ORDER BY o.oldest
+		LIMIT $1
+		FOR UPDATE OF w SKIP LOCKED`, n)
+	return out, err
+}
+
+// inFlight counts, per webhook, the deliveries whose lease has not run out:
+// attempts running now, in this process or another.
+func inFlight(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, webhookIDs []string) (map[string]int, error) {
+	in, arg, err := dialect.InList(tx, "webhook_id", 1, webhookIDs)
+	if err != nil {
+		return nil, err
+	}
+	unexpired, args := `lease_expires_at >= now()`, []any{arg}
+	if lite {
+		unexpired, args = `lease_expires_at >= $2`, append(args, now)
+	}
+	var rows []struct {
+		WebhookID string `db:"webhook_id"`
+		N         int    `db:"n"`
+	}
+	if err := tx.SelectContext(ctx, &rows, `SELECT webhook_id, count(*) AS n FROM webhook_deliveries
+		WHERE `+in+` AND lease_owner IS NOT NULL AND status = 'pending' AND `+unexpired+`
+		GROUP BY webhook_id`, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(rows))
+	for _, r := range rows {
+		out[r.WebhookID] = r.N
+	}
+	return out, nil
+}
+
+// shareSlots deals n slots out to hooks (in their order) one at a time,
+// round after round, never giving a webhook more than its limit less what
+// it has in flight. It returns the quota per webhook id, without zeros.
+func shareSlots(hooks []dueWebhook, busy map[string]int, n int, limit func(dueWebhook) int) map[string]int {
+	room := make([]int, len(hooks))
+	for i, h := range hooks {
+		room[i] = max(0, limit(h)-busy[h.ID])
+	}
+	quota := map[string]int{}
+	for given := true; given && n > 0; {
+		given = false
+		for i, h := range hooks {
+			if n == 0 {
+				break
+			}
+			if room[i] > 0 {
+				room[i]--
+				quota[h.ID]++
+				n--
+				given = true
+			}
+		}
+	}
+	return quota
+}
+
+// dueDeliveries takes each webhook's quota of its oldest due, unleased
+// deliveries (locked, skipping any another claimer holds, on PostgreSQL).
+func dueDeliveries(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, hooks []dueWebhook, quota map[string]int) ([]claimed, error) {
+	var out []claimed
+	if lite {
+		for _, h := range hooks {
+			q := quota[h.ID]
+			if q == 0 {
+				continue
+			}
+			var rows []claimed
+			if err := tx.SelectContext(ctx, &rows, `
+				SELECT id, webhook_id, event_id, payload, attempts FROM webhook_deliveries
+				WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at <= $2
+				  AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+				ORDER BY next_attempt_at LIMIT $3`, h.ID, now, q); err != nil {
+				return nil, err
+			}
+			for i := range rows {
+				rows[i].URL, rows[i].Secret = h.URL, h.Secret
+			}
+			out = append(out, rows...)
+		}
+		return out, nil
+	}
+	ids := make([]string, 0, len(quota))
+	limits := make([]int32, 0, len(quota))
+	byID := make(map[string]dueWebhook, len(hooks))
+	for _, h := range hooks {
+		byID[h.ID] = h
+		if q := quota[h.ID]; q > 0 {
+			ids = append(ids, h.ID)
+			limits = append(limits, int32(q))
+		}
+	}
+	if err := tx.SelectContext(ctx, &out, `
+		SELECT x.id, x.webhook_id, x.event_id, x.payload, x.attempts
+		FROM unnest($1::text[], $2::int[]) AS q(webhook_id, quota)
+		CROSS JOIN LATERAL (
+			SELECT d.id, d.webhook_id, d.event_id, d.payload, d.attempts FROM webhook_deliveries d
+			WHERE d.webhook_id = q.webhook_id AND d.status = 'pending' AND d.next_attempt_at <= now()
+			  AND (d.lease_expires_at IS NULL OR d.lease_expires_at < now())
+			ORDER BY d.next_attempt_at LIMIT q.quota
+			FOR UPDATE OF d SKIP LOCKED) x`, ids, limits); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		h := byID[out[i].WebhookID]
+		out[i].URL, out[i].Secret = h.URL, h.Secret
+	}
+	return out, nil
+}
+
+// renew extends the leases this dispatcher still holds among ids and
+// returns the ids it renewed.
+func (d *Dispatcher) renew(ctx context.Context, ids []string) ([]string, error) {
+	in, arg, err := dialect.InList(d.db, "id", 1, ids)
+	if err != nil {
+		return nil, err
+	}
+	var renewed []string
+	if dialect.IsSQLite(d.db) {
+		err = d.db.SelectContext(ctx, &renewed, `UPDATE webhook_deliveries SET lease_expires_at = $3
+			WHERE `+in+` AND lease_owner = $2 AND status = 'pending' RETURNING id`, arg, d.cfg.Owner, dbNow().Add(d.cfg.Lease))
+	} else {
+		err = d.db.SelectContext(ctx, &renewed, `UPDATE webhook_deliveries SET lease_expires_at = now() + $3 * interval '1 millisecond'
+			WHERE `+in+` AND lease_owner = $2 AND status = 'pending' RETURNING id`, arg, d.cfg.Owner, d.cfg.Lease.Milliseconds())
+	}
+	return renewed, err
+}
