@@ -90,7 +90,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.Metrics = metrics.New()
-	a.Idempotency = &idempotency.Store{DB: db}
+	a.Idempotency = &idempotency.Store{DB: db, Lease: cfg.IdempotencyLease}
 	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log, Read: database.Read},
 		projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store})
 	sender := webhooks.NewSender(webhooks.SenderConfig{Timeout: cfg.WebhookTimeout, AllowPrivate: cfg.WebhookAllowPrivate})

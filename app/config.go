@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/salesos/salesos/idempotency"
 	"github.com/salesos/salesos/webhooks"
 )
 
@@ -34,6 +35,7 @@ type Config struct {
 	WebhookConcurrency     int             // SALESOS_WEBHOOK_CONCURRENCY, default 64
 	WebhookPerEndpoint     int             // SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY, default 8
 	WebhookLease           time.Duration   // SALESOS_WEBHOOK_LEASE, default 10s, renewed while an attempt runs
+	IdempotencyLease       time.Duration   // SALESOS_IDEMPOTENCY_LEASE, default 60s
 	AutoMigrate            bool            // SALESOS_AUTO_MIGRATE, default true
 	ShutdownTimeout        time.Duration   // SALESOS_SHUTDOWN_TIMEOUT, default 20s
 	LogLevel               string          // SALESOS_LOG_LEVEL: debug | info | warn | error
@@ -80,6 +82,9 @@ func ConfigFromEnv() (Config, error) {
 		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout, err = envDuration("SALESOS_SHUTDOWN_TIMEOUT", 20*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if c.IdempotencyLease, err = envDuration("SALESOS_IDEMPOTENCY_LEASE", idempotency.DefaultLease); err != nil {
 		errs = append(errs, err)
 	}
 	if c.AutoMigrate, err = envBool("SALESOS_AUTO_MIGRATE", true); err != nil {
@@ -150,7 +155,7 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, errors.New("SALESOS_EVENTSTORE_URL: use esdb://host:2113 (EventStoreDB), or leave it unset to keep events in the database"))
 	}
-	if c.ConsistencyWait < 0 || c.ShutdownTimeout < 0 || c.WebhookTimeout < 0 || c.WebhookLease < 0 {
+	if c.ConsistencyWait < 0 || c.ShutdownTimeout < 0 || c.WebhookTimeout < 0 || c.WebhookLease < 0 || c.IdempotencyLease < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
 	if c.WebhookDeactivateAfter < 0 || c.WebhookConcurrency < 0 {

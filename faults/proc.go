@@ -78,6 +78,9 @@ func (sc *scope) serverEnv(addr string, extra ...string) []string {
 		// starter is tiny so that a burst shows whether limits apply.
 		"SALESOS_RATE_LIMITS=starter=20,professional=1000000,enterprise=1000000",
 		"SALESOS_SHUTDOWN_TIMEOUT=20s",
+		// A retry may take over a key whose first attempt died after this;
+		// short, so the settle check does not wait out the 60 s default.
+		"SALESOS_IDEMPOTENCY_LEASE=5s",
 	)
 	return append(env, extra...)
 }
