@@ -526,3 +526,46 @@ func TestCanceledContext(t *testing.T) {
 	// A canceled caller does not poison discovery for others.
 	mustVerify(t, v, iss.Token(t, "org-1"))
 }
+
+// TestIssuedInTheFuture: a token whose iat lies beyond the allowed clock
+// skew was not issued by a working issuer (or was minted to outlive its
+// exp window); it is refused. Within the skew it is accepted, since
+// clocks of issuer and API differ by a little.
+func TestIssuedInTheFuture(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	v, clock := newTestVerifier(t, iss)
+	now := clock.Now()
+
+	for _, tc := range []struct {
+		name string
+		iat  any
+	}{
+		{"an hour ahead", now.Add(time.Hour)},
+		{"just past the skew", now.Add(MaxClockSkew + 2*time.Second)},
+		{"far future", now.AddDate(10, 0, 0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := iss.TokenWith(t, authtest.Claims{"iat": tc.iat, "exp": now.AddDate(11, 0, 0)})
+			_, err := v.Verify(ctxT(t), tok)
+			if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "issued in the future") {
+				t.Fatalf("err = %v, want ErrUnauthorized: issued in the future", err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		iat  any
+	}{
+		{"within the skew", now.Add(MaxClockSkew - 5*time.Second)},
+		{"in the past", now.Add(-time.Minute)},
+		{"absent", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mustVerify(t, v, iss.TokenWith(t, authtest.Claims{"iat": tc.iat}))
+		})
+	}
+	// A non-numeric iat is a malformed token, not a free pass.
+	if _, err := v.Verify(ctxT(t), iss.TokenWith(t, authtest.Claims{"iat": "soon"})); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("string iat: err = %v, want ErrUnauthorized", err)
+	}
+}
