@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrForbiddenTarget is wrapped by every error that refuses a webhook target
@@ -123,6 +124,11 @@ func (e *targetError) Unwrap() []error { return []error{ErrForbiddenTarget, e.ca
 func parseTargetURL(raw string) (*url.URL, error) {
 	if len(raw) > MaxURLLength {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrInvalidURL, MaxURLLength)
+	}
+	// url.Parse lets raw bytes that are not UTF-8 through; the URL is
+	// stored as text, and no database we support can store them.
+	if !utf8.ValidString(raw) {
+		return nil, fmt.Errorf("%w: not valid UTF-8 (percent-encode other bytes)", ErrInvalidURL)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
