@@ -569,3 +569,22 @@ func TestIssuedInTheFuture(t *testing.T) {
 		t.Fatalf("string iat: err = %v, want ErrUnauthorized", err)
 	}
 }
+
+// TestUnstorableIdentityClaims: the organization and the subject of a
+// token are stored with every event a request writes, so a token carrying
+// NUL in them (which no supported database can store) is refused like any
+// other malformed token, whoever signed it.
+func TestUnstorableIdentityClaims(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	v, _ := newTestVerifier(t, iss)
+	for name, claims := range map[string]authtest.Claims{
+		"org_id": {"org_id": "org\x00evil"},
+		"sub":    {"sub": "auth0|\x00"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, err := v.Verify(ctxT(t), iss.TokenWith(t, claims)); !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("Verify = %+v, %v; want ErrUnauthorized", p, err)
+			}
+		})
+	}
+}
