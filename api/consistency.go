@@ -30,11 +30,24 @@ func (s *Server) awaitConsistency(c echo.Context, projection string) error {
 	if tok == "" {
 		return nil
 	}
-	pos, err := strconv.ParseUint(strings.TrimPrefix(tok, tokenPrefix), 10, 64)
-	if err != nil || !strings.HasPrefix(tok, tokenPrefix) {
+	pos, ok := parseConsistencyToken(tok)
+	if !ok {
 		return errBadRequest("X-Consistency-Token is not a token this API returned")
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.wait)
 	defer cancel()
 	return s.d.Waiter.WaitFor(ctx, projection, pos)
+}
+
+// parseConsistencyToken reads a token from setConsistencyToken.
+func parseConsistencyToken(tok string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(tok, tokenPrefix)
+	if !ok {
+		return 0, false
+	}
+	pos, err := strconv.ParseUint(rest, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pos, true
 }

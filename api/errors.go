@@ -37,6 +37,9 @@ func errBadRequest(msg string) *Error { return newError(http.StatusBadRequest, "
 func errNotFound(what string) *Error {
 	return newError(http.StatusNotFound, "not_found", what+" not found")
 }
+func errRequestTimeout() *Error {
+	return newError(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time; send it again on a new connection")
+}
 func errValidation(details ...domain.FieldError) *Error {
 	e := newError(http.StatusUnprocessableEntity, "validation_failed", "the request has invalid fields")
 	e.Details = details

@@ -139,12 +139,21 @@ func timeParam(c echo.Context, name string) (*time.Time, error) {
 	if s == "" {
 		return nil, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := parseTimestamp(s)
 	if err != nil {
 		return nil, errValidation(domain.FieldError{Field: name, Code: "invalid_format", Message: name + " must be an RFC 3339 timestamp such as 2026-03-15T14:30:00Z"})
 	}
-	t = t.UTC()
 	return &t, nil
+}
+
+// parseTimestamp reads an RFC 3339 instant (as_of, created_after) and
+// returns it in UTC.
+func parseTimestamp(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
 }
 
 // listBody is the contract's list envelope.

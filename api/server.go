@@ -85,6 +85,9 @@ type Deps struct {
 	Idempotency *idempotency.Store
 	// Metrics, when set, records request metrics and serves GET /metrics.
 	Metrics *metrics.Metrics
+	// BodyTimeout bounds how long a request body may take to arrive
+	// (408 request_timeout after it). Default DefaultBodyTimeout.
+	BodyTimeout time.Duration
 }
 
 // Server is the Echo application.
@@ -108,7 +111,11 @@ func New(d Deps) *Server {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(s.requestIDMiddleware, s.accessLog, s.recoverMiddleware, bodyLimit(MaxBodyBytes))
+	bodyWait := d.BodyTimeout
+	if bodyWait <= 0 {
+		bodyWait = DefaultBodyTimeout
+	}
+	e.Use(s.requestIDMiddleware, s.accessLog, s.recoverMiddleware, bodyTimeout(bodyWait), bodyLimit(MaxBodyBytes))
 	if d.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})))
 	}
@@ -117,10 +124,10 @@ func New(d Deps) *Server {
 	e.GET("/readyz", s.readyz)
 	e.GET("/v1/openapi.json", s.openAPI)
 	if d.DevIssuer != nil {
-		e.Any("/_dev/oidc/*", echo.WrapHandler(d.DevIssuer))
+		e.Any("/_dev/oidc/*", contractErrors(d.DevIssuer))
 	}
 
-	v1 := e.Group("/v1", s.authenticate, s.rateLimit, requireJSON)
+	v1 := e.Group("/v1", s.authenticate, s.rateLimit, requireJSON, s.refuseUnstorable)
 	// Every POST honours Idempotency-Key, checked after the scope.
 	post := func(path string, h echo.HandlerFunc, scopes ...string) {
 		v1.POST(path, h, requireScope(scopes...), s.idempotent)
@@ -229,3 +236,46 @@ func joinNames(ns []string) string {
 	}
 	return out
 }
+
+// contractErrors mounts a plain http.Handler (the development issuer) so
+// that its error answers, written with http.Error as plain text, leave in
+// the contract's JSON error body like every other error: its 4xx and 5xx
+// bodies are dropped and the status goes through errorHandler.
+func contractErrors(h http.Handler) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		// Wrap Echo's response rather than its writer: an error status must
+		// not reach Echo, which would then count the response as written.
+		w := &errorCatcher{ResponseWriter: c.Response()}
+		h.ServeHTTP(w, c.Request())
+		if w.status == 0 {
+			return nil
+		}
+		// http.Error set a text/plain type for its own body.
+		c.Response().Header().Del(echo.HeaderContentType)
+		c.Response().Header().Del("X-Content-Type-Options")
+		return echo.NewHTTPError(w.status)
+	}
+}
+
+// errorCatcher swallows an error status and its body.
+type errorCatcher struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *errorCatcher) WriteHeader(code int) {
+	if code >= 400 {
+		w.status = code
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *errorCatcher) Write(p []byte) (int, error) {
+	if w.status != 0 {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *errorCatcher) Unwrap() http.ResponseWriter { return w.ResponseWriter }

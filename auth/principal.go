@@ -111,6 +111,11 @@ func principalFromClaims(c claimSet, sub, tenantClaim, planClaim string) (Princi
 	if strings.TrimSpace(org) == "" {
 		return Principal{}, unauthorized("missing tenant claim")
 	}
+	// Both are stored with every event the request writes; NUL cannot be
+	// (JSON decoding has already replaced invalid UTF-8).
+	if strings.IndexByte(org, 0) >= 0 || strings.IndexByte(sub, 0) >= 0 {
+		return Principal{}, unauthorized("malformed claims")
+	}
 
 	p := Principal{Sub: sub, Type: ActorUser, OrgID: org, Plan: PlanStarter}
 

@@ -16,6 +16,12 @@ import (
 // maxTokenSize rejects absurdly large bearer tokens before any parsing.
 const maxTokenSize = 64 << 10
 
+// MaxClockSkew is how far a token's "iat" may lie in our future. Issuer
+// and API clocks differ by a little; a token issued further ahead comes
+// from a broken or forged clock, and would otherwise stretch its own
+// validity window past what the issuer meant.
+const MaxClockSkew = 60 * time.Second
+
 // Config configures a Verifier.
 type Config struct {
 	// Issuer is the exact issuer string, as it appears in the "iss" claim
@@ -121,6 +127,11 @@ func (v *Verifier) Verify(ctx context.Context, rawToken string) (Principal, erro
 			return Principal{}, fmt.Errorf("%w: %s", ErrUnavailable, shorten(uerr.Error()))
 		}
 		return Principal{}, unauthorized(reasonFor(err))
+	}
+
+	// go-oidc checks exp and nbf but not iat.
+	if tok.IssuedAt.After(now.Add(MaxClockSkew)) {
+		return Principal{}, unauthorized("token issued in the future")
 	}
 
 	var claims claimSet

@@ -526,3 +526,65 @@ func TestCanceledContext(t *testing.T) {
 	// A canceled caller does not poison discovery for others.
 	mustVerify(t, v, iss.Token(t, "org-1"))
 }
+
+// TestIssuedInTheFuture: a token whose iat lies beyond the allowed clock
+// skew was not issued by a working issuer (or was minted to outlive its
+// exp window); it is refused. Within the skew it is accepted, since
+// clocks of issuer and API differ by a little.
+func TestIssuedInTheFuture(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	v, clock := newTestVerifier(t, iss)
+	now := clock.Now()
+
+	for _, tc := range []struct {
+		name string
+		iat  any
+	}{
+		{"an hour ahead", now.Add(time.Hour)},
+		{"just past the skew", now.Add(MaxClockSkew + 2*time.Second)},
+		{"far future", now.AddDate(10, 0, 0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := iss.TokenWith(t, authtest.Claims{"iat": tc.iat, "exp": now.AddDate(11, 0, 0)})
+			_, err := v.Verify(ctxT(t), tok)
+			if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "issued in the future") {
+				t.Fatalf("err = %v, want ErrUnauthorized: issued in the future", err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		iat  any
+	}{
+		{"within the skew", now.Add(MaxClockSkew - 5*time.Second)},
+		{"in the past", now.Add(-time.Minute)},
+		{"absent", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mustVerify(t, v, iss.TokenWith(t, authtest.Claims{"iat": tc.iat}))
+		})
+	}
+	// A non-numeric iat is a malformed token, not a free pass.
+	if _, err := v.Verify(ctxT(t), iss.TokenWith(t, authtest.Claims{"iat": "soon"})); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("string iat: err = %v, want ErrUnauthorized", err)
+	}
+}
+
+// TestUnstorableIdentityClaims: the organization and the subject of a
+// token are stored with every event a request writes, so a token carrying
+// NUL in them (which no supported database can store) is refused like any
+// other malformed token, whoever signed it.
+func TestUnstorableIdentityClaims(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	v, _ := newTestVerifier(t, iss)
+	for name, claims := range map[string]authtest.Claims{
+		"org_id": {"org_id": "org\x00evil"},
+		"sub":    {"sub": "auth0|\x00"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, err := v.Verify(ctxT(t), iss.TokenWith(t, claims)); !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("Verify = %+v, %v; want ErrUnauthorized", p, err)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 
@@ -45,7 +46,9 @@ func DecodeCursor(s string) (Cursor, error) {
 		return Cursor{}, ErrBadCursor
 	}
 	ns, id, ok := strings.Cut(string(raw), "|")
-	if !ok || id == "" {
+	// The id goes into a query: one no database can store (NUL, invalid
+	// UTF-8) is not one this server issued, and would make PostgreSQL fail.
+	if !ok || id == "" || !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
 		return Cursor{}, ErrBadCursor
 	}
 	n, err := strconv.ParseInt(ns, 10, 64)

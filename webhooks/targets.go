@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrForbiddenTarget is wrapped by every error that refuses a webhook target
@@ -68,9 +69,8 @@ func ValidateURL(ctx context.Context, raw string, allowPrivate bool, resolver *n
 	}
 	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		// An address we cannot see cannot be shown to be public. Both errors
-		// are wrapped so callers can still tell a DNS failure apart.
-		return fmt.Errorf("%w: host %q could not be resolved: %w", ErrForbiddenTarget, host, err)
+		// An address we cannot see cannot be shown to be public.
+		return lookupError(host, err)
 	}
 	if len(addrs) == 0 {
 		return fmt.Errorf("%w: host %q has no addresses", ErrForbiddenTarget, host)
@@ -85,12 +85,50 @@ func ValidateURL(ctx context.Context, raw string, allowPrivate bool, resolver *n
 	return nil
 }
 
+// lookupError reports a failed name lookup. Its message goes to API
+// clients, so it says what happened in words and leaves out what the
+// resolver's error carries (our resolver's address, the dial error), which
+// describes our network rather than the client's URL. The resolver's
+// error is still wrapped, so callers can tell DNS failures apart.
+func lookupError(host string, err error) error {
+	why := "the lookup failed"
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, context.Canceled):
+		why = "the lookup was cancelled"
+	case errors.Is(err, context.DeadlineExceeded):
+		why = "the lookup timed out"
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		why = "no such host"
+	case errors.As(err, &dnsErr) && dnsErr.IsTimeout:
+		why = "the lookup timed out"
+	}
+	return &targetError{
+		msg:   fmt.Sprintf("%v: host %q could not be resolved: %s", ErrForbiddenTarget, host, why),
+		cause: err,
+	}
+}
+
+// targetError is an ErrForbiddenTarget with a message of its own.
+type targetError struct {
+	msg   string
+	cause error
+}
+
+func (e *targetError) Error() string   { return e.msg }
+func (e *targetError) Unwrap() []error { return []error{ErrForbiddenTarget, e.cause} }
+
 // parseTargetURL performs the syntactic part of ValidateURL. Sender runs it
 // too, so a URL that bypassed validation (an old row, a test hook) still
 // cannot smuggle credentials or an odd scheme into a delivery.
 func parseTargetURL(raw string) (*url.URL, error) {
 	if len(raw) > MaxURLLength {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrInvalidURL, MaxURLLength)
+	}
+	// url.Parse lets raw bytes that are not UTF-8 through; the URL is
+	// stored as text, and no database we support can store them.
+	if !utf8.ValidString(raw) {
+		return nil, fmt.Errorf("%w: not valid UTF-8 (percent-encode other bytes)", ErrInvalidURL)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {

@@ -351,3 +351,39 @@ func fakeDNSResponse(q []byte, records map[string][]string) []byte {
 	}
 	return resp
 }
+
+// TestValidateURLDNSErrorHidesResolver: the message of a failed lookup is
+// shown to API clients, so it names the host and what went wrong, never
+// the resolver's address or the network error behind it.
+func TestValidateURLDNSErrorHidesResolver(t *testing.T) {
+	unreachable := &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: &net.UDPAddr{IP: net.IPv4(10, 9, 8, 7), Port: 53}, Err: errors.New("connection refused")}
+		},
+	}
+	for name, resolver := range map[string]*net.Resolver{
+		"no such host": fakeResolver(t, nil),
+		"unreachable":  unreachable,
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := ValidateURL(context.Background(), "https://nxdomain.example.com/", false, resolver)
+			if !errors.Is(err, ErrForbiddenTarget) {
+				t.Fatalf("ValidateURL = %v, want ErrForbiddenTarget", err)
+			}
+			var dnsErr *net.DNSError
+			if !errors.As(err, &dnsErr) {
+				t.Fatalf("ValidateURL = %v, want a wrapped *net.DNSError", err)
+			}
+			msg := err.Error()
+			for _, leak := range []string{dnsErr.Server, "10.9.8.7", ":53", "dial", "lookup nxdomain"} {
+				if leak != "" && strings.Contains(msg, leak) {
+					t.Errorf("message %q reveals %q", msg, leak)
+				}
+			}
+			if !strings.Contains(msg, `"nxdomain.example.com"`) {
+				t.Errorf("message %q does not name the host", msg)
+			}
+		})
+	}
+}
