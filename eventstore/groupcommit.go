@@ -56,6 +56,30 @@ type StoredEvent struct {
 	Position uint64
 }
 
+// StoredRows is what database/sql's and pgx's query results both offer.
+type StoredRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// ScanStored reads rows of (event id, stream, version, position), the
+// answer of a backend's event-id lookup, keyed by event id.
+func ScanStored(rows StoredRows) (map[string]StoredEvent, error) {
+	found := map[string]StoredEvent{}
+	for rows.Next() {
+		var id string
+		var e StoredEvent
+		var pos int64
+		if err := rows.Scan(&id, &e.Stream, &e.Version, &pos); err != nil {
+			return nil, err
+		}
+		e.Position = uint64(pos)
+		found[id] = e
+	}
+	return found, rows.Err()
+}
+
 // ErrAmbiguousCommit is matched by *AmbiguousCommitError.
 var ErrAmbiguousCommit = errors.New("commit outcome unknown")
 

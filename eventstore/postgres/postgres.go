@@ -341,18 +341,7 @@ func scanStored(br pgx.BatchResults) (map[string]eventstore.StoredEvent, error) 
 		return nil, err
 	}
 	defer rows.Close()
-	found := map[string]eventstore.StoredEvent{}
-	for rows.Next() {
-		var id string
-		var e eventstore.StoredEvent
-		var pos int64
-		if err := rows.Scan(&id, &e.Stream, &e.Version, &pos); err != nil {
-			return nil, err
-		}
-		e.Position = uint64(pos)
-		found[id] = e
-	}
-	return found, rows.Err()
+	return eventstore.ScanStored(rows)
 }
 
 // resolve looks event ids up on a pooled connection (never the one whose
@@ -363,18 +352,7 @@ func (s *Store) resolve(ctx context.Context, ids []string) (map[string]eventstor
 		return nil, err
 	}
 	defer rows.Close()
-	found := map[string]eventstore.StoredEvent{}
-	for rows.Next() {
-		var id string
-		var e eventstore.StoredEvent
-		var pos int64
-		if err := rows.Scan(&id, &e.Stream, &e.Version, &pos); err != nil {
-			return nil, err
-		}
-		e.Position = uint64(pos)
-		found[id] = e
-	}
-	return found, rows.Err()
+	return eventstore.ScanStored(rows)
 }
 
 func classify(err error) error {

@@ -449,18 +449,7 @@ func lookupIDs(ctx context.Context, st *sql.Stmt, batch []eventstore.PendingAppe
 		return nil, err
 	}
 	defer rows.Close()
-	found := map[string]eventstore.StoredEvent{}
-	for rows.Next() {
-		var id string
-		var e eventstore.StoredEvent
-		var pos int64
-		if err := rows.Scan(&id, &e.Stream, &e.Version, &pos); err != nil {
-			return nil, err
-		}
-		e.Position = uint64(pos)
-		found[id] = e
-	}
-	return found, rows.Err()
+	return eventstore.ScanStored(rows)
 }
 
 // resolve looks event ids up through the read pool, not the writer
