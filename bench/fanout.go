@@ -14,6 +14,7 @@ import (
 	"github.com/salesos/salesos/app"
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/webhooks"
 )
 
 const (
@@ -22,6 +23,10 @@ const (
 	// fanoutRate is the paced run's append rate: 800 events/s offers 2,400
 	// deliveries/s to three webhooks, a fifth above the bar's 2,000.
 	fanoutRate = 800
+	// otherOrg holds the second set of hostile endpoints, and otherOrgRate
+	// is how many events per second it gets meanwhile.
+	otherOrg     = "org_bench_other"
+	otherOrgRate = 50
 )
 
 // runFanout: three webhooks on a local receiver, 10,000 lead events
@@ -35,14 +40,25 @@ const (
 // as the writers can, far faster than deliveries go out; its latency is
 // mostly time spent queued behind the burst, and it shows the ceiling of
 // the delivery rate.
+//
+// webhook_fanout_hostile repeats the paced run with five hostile endpoints
+// subscribed next to the three healthy ones, in the same organization and
+// in another one that gets events of its own: one never answers, one resets
+// the connection, one answers after 8 s, one sends 10 MB, one always fails.
+// They are never switched off (deactivation is disabled for the run) and
+// are retried every 200 ms, so they compete for the dispatcher all along;
+// the figures are the healthy endpoints' alone.
 func runFanout(ctx context.Context, o *options, e *env) error {
-	if err := fanoutOnce(ctx, o, e, benchFanout, fanoutRate); err != nil {
+	if err := fanoutOnce(ctx, o, e, benchFanout, fanoutRate, false); err != nil {
 		return err
 	}
-	return fanoutOnce(ctx, o, e, benchFanoutBurst, 0)
+	if err := fanoutOnce(ctx, o, e, benchFanoutHostile, fanoutRate, true); err != nil {
+		return err
+	}
+	return fanoutOnce(ctx, o, e, benchFanoutBurst, 0, false)
 }
 
-func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float64) error {
+func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float64, hostile bool) error {
 	if err := e.reset(ctx); err != nil {
 		return err
 	}
@@ -51,7 +67,13 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 		return err
 	}
 	defer rcv.close()
-	s, err := startServer(ctx, e.url, func(c *app.Config) { c.WebhookAllowPrivate = true })
+	s, err := startServer(ctx, e.url, func(c *app.Config) {
+		c.WebhookAllowPrivate = true
+		if hostile {
+			c.WebhookDeactivateAfter = 1_000_000
+			c.WebhookRetrySchedule = []time.Duration{200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond}
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
@@ -60,6 +82,23 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 			logf("%s: serve: %v", name, cerr)
 		}
 	}()
+	var stopOther func() int64
+	if hostile {
+		h, err := newHostileReceivers()
+		if err != nil {
+			return err
+		}
+		defer h.close()
+		hooks := &webhooks.Store{DB: s.app.DB, AllowPrivate: true}
+		for _, org := range []string{httpOrg, otherOrg} {
+			for _, u := range h.urls {
+				if _, err := hooks.Create(ctx, org, webhooks.CreateInput{URL: u, Events: []string{"lead.*"}}); err != nil {
+					return fmt.Errorf("create hostile webhook: %w", err)
+				}
+			}
+		}
+		stopOther = appendSteadily(ctx, s, otherOrg, otherOrgRate)
+	}
 	for i := range fanoutWebhooks {
 		body, _ := json.Marshal(map[string]any{"url": fmt.Sprintf("%s/hook/%d", rcv.url, i), "events": []string{"lead.*"}})
 		st, _, raw, err := s.do(ctx, http.MethodPost, "/v1/webhooks", body, nil)
@@ -67,8 +106,6 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 			return fmt.Errorf("create webhook: %d %s %v", st, raw, err)
 		}
 	}
-	cmd := &commands.Handler{Store: s.app.Store}
-	meta := commands.Meta{OrgID: httpOrg, Actor: domain.Actor{Sub: "bench", Type: domain.ActorClient}}
 	want := int64(fanoutEvents * fanoutWebhooks)
 	pace := "as fast as the writers go"
 	if rate > 0 {
@@ -76,6 +113,12 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 	}
 	logf("%s: %d events x %d webhooks, %d writers, %s", name, fanoutEvents, fanoutWebhooks, o.concurrency, pace)
 
+	return o.profile(name, func() error { return fanoutMeasure(ctx, o, s, rcv, name, rate, want, pace, stopOther, hostile) })
+}
+
+func fanoutMeasure(ctx context.Context, o *options, s *server, rcv *receiver, name string, rate float64, want int64, pace string, stopOther func() int64, hostile bool) error {
+	cmd := &commands.Handler{Store: s.app.Store}
+	meta := commands.Meta{OrgID: httpOrg, Actor: domain.Actor{Sub: "bench", Type: domain.ActorClient}}
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -112,6 +155,10 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 		return err
 	}
 	appended := time.Since(start)
+	var otherEvents int64
+	if stopOther != nil {
+		otherEvents = stopOther()
+	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for rcv.count.Load() < want {
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -125,6 +172,9 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 		Ops: want, Seconds: elapsed.Seconds(), OpsPerSec: float64(want) / elapsed.Seconds(),
 		Note: fmt.Sprintf("deliveries to a loopback receiver, %d webhooks on lead.*, events %s; rate from the first append to the last receipt (the appends took %.1fs); latency from the event's occurred_at to its receipt",
 			fanoutWebhooks, pace, appended.Seconds()),
+	}
+	if hostile {
+		r.Note += fmt.Sprintf("; 5 hostile endpoints (never answers, resets, answers after 8s, 10 MB, always 500) subscribed in this organization and in another that appended %d events meanwhile, retried every 200ms, never switched off; figures are the healthy endpoints' only", otherEvents)
 	}
 	r.setLatencies(&rcv.lat)
 	r.Errors = rcv.dupes.Load()
@@ -187,3 +237,102 @@ func (r *receiver) last() time.Time {
 }
 
 func (r *receiver) close() { r.srv.Close() }
+
+// appendSteadily creates leads in org at rate per second until the
+// returned stop is called; stop returns how many it created.
+func appendSteadily(ctx context.Context, s *server, org string, rate float64) (stop func() int64) {
+	cmd := &commands.Handler{Store: s.app.Store}
+	meta := commands.Meta{OrgID: org, Actor: domain.Actor{Sub: "bench", Type: domain.ActorClient}}
+	ctx, cancel := context.WithCancel(ctx)
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, err := cmd.CreateLead(ctx, meta, leadInput(int(n.Add(1)))); err != nil && ctx.Err() == nil {
+				logf("appending to %s: %v", org, err)
+			}
+		}
+	}()
+	return func() int64 { cancel(); <-done; return n.Load() }
+}
+
+// hostileReceivers are the endpoints customers get wrong.
+type hostileReceivers struct {
+	urls    []string
+	servers []*http.Server
+	lns     []net.Listener
+	quit    chan struct{}
+}
+
+func newHostileReceivers() (*hostileReceivers, error) {
+	h := &hostileReceivers{quit: make(chan struct{})}
+	huge := make([]byte, 10<<20)
+	handlers := map[string]http.HandlerFunc{
+		"hang": func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-h.quit:
+			}
+		},
+		"slow": func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(8 * time.Second):
+			case <-r.Context().Done():
+			case <-h.quit:
+			}
+			w.WriteHeader(http.StatusNoContent)
+		},
+		"huge": func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(huge) },
+		"fail": func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) },
+	}
+	for _, kind := range []string{"hang", "slow", "huge", "fail"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			h.close()
+			return nil, err
+		}
+		srv := &http.Server{Handler: handlers[kind], ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		h.servers = append(h.servers, srv)
+		h.urls = append(h.urls, "http://"+ln.Addr().String()+"/"+kind)
+	}
+	// A listener that resets every connection it accepts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	h.lns = append(h.lns, ln)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			c.Close()
+		}
+	}()
+	h.urls = append(h.urls, "http://"+ln.Addr().String()+"/reset")
+	return h, nil
+}
+
+func (h *hostileReceivers) close() {
+	close(h.quit)
+	for _, s := range h.servers {
+		s.Close()
+	}
+	for _, l := range h.lns {
+		l.Close()
+	}
+}

@@ -37,9 +37,11 @@ const (
 	benchHTTPGet  = "http_get_lead"
 	// issue 3 and 5 figures
 	benchFanout = "webhook_fanout"
-	// benchFanoutBurst is measured by -only webhook_fanout too.
-	benchFanoutBurst = "webhook_fanout_burst"
-	benchAppendESDB  = "append_esdb"
+	// benchFanoutBurst and benchFanoutHostile are measured by -only
+	// webhook_fanout too.
+	benchFanoutBurst   = "webhook_fanout_burst"
+	benchFanoutHostile = "webhook_fanout_hostile"
+	benchAppendESDB    = "append_esdb"
 )
 
 // The core figures again on the embedded SQLite default (issue 6).

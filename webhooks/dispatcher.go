@@ -120,9 +120,17 @@ type Dispatcher struct {
 	policy Policy
 
 	results chan result
+	// recorded is signalled after each batch of outcomes commits: their
+	// leases are gone, so their webhooks have room for the next attempts.
+	recorded chan struct{}
 
 	mu       sync.Mutex
 	inflight map[string]*flight // by delivery id
+	// flying counts running attempts by webhook; unrecorded holds, by
+	// webhook, the outcomes of finished attempts the recorder has not
+	// committed yet. claim reads both (see there).
+	flying     map[string]int
+	unrecorded map[string][]unrecordedOutcome
 	// interrupted is closed by Interrupt: attempts are cut short and the
 	// recorder stops retrying a database that is away.
 	interrupted chan struct{}
@@ -136,6 +144,9 @@ func NewDispatcher(db *sqlx.DB, cfg DispatcherConfig) *Dispatcher {
 		db: db, cfg: cfg,
 		policy:      Policy{Schedule: cfg.Schedule, DeactivateAfter: cfg.DeactivateAfter},
 		inflight:    map[string]*flight{},
+		flying:      map[string]int{},
+		unrecorded:  map[string][]unrecordedOutcome{},
+		recorded:    make(chan struct{}, 1),
 		interrupted: make(chan struct{}),
 	}
 }
@@ -159,6 +170,11 @@ type result struct {
 	at      time.Time
 	attempt Attempt
 	outcome Outcome
+}
+
+type unrecordedOutcome struct {
+	deliveryID string
+	outcome    Outcome
 }
 
 // flight is an attempt in progress.
@@ -238,6 +254,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-wake:
 		case <-freed:
+		case <-d.recorded:
 		case <-t.C:
 		}
 		t.Stop()
@@ -278,6 +295,7 @@ func (d *Dispatcher) track(c claimed) *flight {
 	default:
 	}
 	d.inflight[c.ID] = f
+	d.flying[c.WebhookID]++
 	return f
 }
 
@@ -288,14 +306,7 @@ func (d *Dispatcher) track(c claimed) *flight {
 // delivery behind.
 func (d *Dispatcher) send(c claimed, f *flight) {
 	ctx := f.ctx
-	defer func() {
-		d.mu.Lock()
-		f.cutoff.Stop()
-		delete(d.inflight, c.ID)
-		d.mu.Unlock()
-		f.cancel(nil)
-	}()
-
+	defer f.cancel(nil)
 	now := time.Now()
 	h, err := Headers(c.Secret, c.EventID, now, []byte(c.Payload))
 	var a Attempt
@@ -313,7 +324,37 @@ func (d *Dispatcher) send(c claimed, f *flight) {
 		o = Interrupted
 		a = Attempt{Err: context.Cause(ctx), Duration: a.Duration}
 	}
+	d.mu.Lock()
+	f.cutoff.Stop()
+	delete(d.inflight, c.ID)
+	d.flying[c.WebhookID]--
+	if d.flying[c.WebhookID] == 0 {
+		delete(d.flying, c.WebhookID)
+	}
+	d.unrecorded[c.WebhookID] = append(d.unrecorded[c.WebhookID], unrecordedOutcome{c.ID, o})
+	d.mu.Unlock()
 	d.results <- result{d: c, at: now, attempt: a, outcome: o}
+}
+
+// forget drops the outcomes of a batch from unrecorded once the recorder
+// is done with them (stored, or given up at shutdown).
+func (d *Dispatcher) forget(batch []result) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range batch {
+		list := d.unrecorded[r.d.WebhookID]
+		for i, u := range list {
+			if u.deliveryID == r.d.ID {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(d.unrecorded, r.d.WebhookID)
+		} else {
+			d.unrecorded[r.d.WebhookID] = list
+		}
+	}
 }
 
 // renewLeases extends the leases of the attempts in flight every Lease/3,
@@ -389,6 +430,11 @@ func (d *Dispatcher) record() {
 		for {
 			err := d.recordBatch(batch)
 			if err == nil {
+				d.forget(batch)
+				select {
+				case d.recorded <- struct{}{}:
+				default:
+				}
 				break
 			}
 			select {
@@ -396,6 +442,7 @@ func (d *Dispatcher) record() {
 				// Shutting down: the leases run out and another dispatcher
 				// sends these deliveries again (same webhook-id).
 				d.cfg.Logger.Error("webhooks: outcomes not recorded at shutdown; the deliveries will be sent again", "error", err, "count", len(batch))
+				d.forget(batch)
 				batch = nil
 			default:
 				// The database is away. Keep the outcomes and try again:

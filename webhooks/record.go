@@ -91,13 +91,15 @@ func (d *Dispatcher) recordEndpoints(ctx context.Context, tx *sqlx.Tx, batch []r
 		return nil
 	}
 	// Lock in id order, like every other transaction that locks several
-	// webhooks, so two recorders cannot deadlock on each other.
+	// webhooks, so two recorders cannot deadlock on each other; NO KEY
+	// UPDATE, so the fan-out's foreign-key checks (KEY SHARE) on the same
+	// webhooks neither wait for us nor make us wait.
 	sort.Strings(ids)
 	in, arg, err := dialect.InList(tx, "id", 1, ids)
 	if err != nil {
 		return err
 	}
-	lock := ` ORDER BY id FOR UPDATE`
+	lock := ` ORDER BY id FOR NO KEY UPDATE`
 	if dialect.IsSQLite(tx) {
 		lock = ` ORDER BY id`
 	}
