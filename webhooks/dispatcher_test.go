@@ -213,9 +213,14 @@ func TestLeaseIsRenewedWhileTheAttemptRuns(t *testing.T) {
 	s := testdb.New(t)
 	hold := make(chan struct{})
 	ep := newEndpoint(t, hold)
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release) // before the endpoint's Close, which waits for the held request
 	seedDeliveries(t, s, ep.URL, 1)
 	sender := NewSender(SenderConfig{AllowPrivate: true, Timeout: time.Minute})
-	const lease = 300 * time.Millisecond
+	// Long enough that a renewal delayed by a loaded machine does not
+	// cut the attempt short (the cutoff is at four fifths of it).
+	const lease = time.Second
 	otherDB, _ := otherProcess(t, s)
 	a := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Lease: lease, PollInterval: 5 * time.Millisecond, Owner: "a"})
 	b := NewDispatcher(otherDB, DispatcherConfig{Sender: sender, Lease: lease, PollInterval: 5 * time.Millisecond, Owner: "b"})
@@ -237,7 +242,7 @@ func TestLeaseIsRenewedWhileTheAttemptRuns(t *testing.T) {
 	if total, _ := ep.counts(); total != 1 {
 		t.Fatalf("%d requests while the first attempt was still running; want 1", total)
 	}
-	close(hold)
+	release()
 	eventually(t, "the delivery delivered", func() bool { return statusCount(t, s, StatusDelivered) == 1 })
 	if total, _ := ep.counts(); total != 1 {
 		t.Fatalf("%d requests in all; want 1", total)
