@@ -63,12 +63,15 @@ func okAll(batch []PendingAppend) ([]AppendOutcome, error) {
 
 func waitQueued(t *testing.T, g *GroupCommitter, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for len(g.queue) < n {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("%d appends queued, want %d", len(g.queue), n)
+		case <-tick.C:
 		}
-		time.Sleep(time.Millisecond) // polling with a deadline, not waiting for a duration
 	}
 }
 
