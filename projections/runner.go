@@ -359,6 +359,9 @@ func (r *Runner) advanced(name string, pos uint64) {
 // runner commits a batch (other workers use it as a wake-up).
 func (r *Runner) Progress() <-chan struct{} { return r.progress.Wait() }
 
+// Projections are the projections this runner hosts, in order.
+func (r *Runner) Projections() []Projection { return append([]Projection(nil), r.projections...) }
+
 // Position is the checkpoint of a projection as stored.
 func Position(ctx context.Context, db sqlx.QueryerContext, name string) (uint64, error) {
 	cp, err := loadCheckpoint(ctx, db, name)

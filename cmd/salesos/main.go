@@ -20,7 +20,6 @@ import (
 	"github.com/salesos/salesos/app"
 	"github.com/salesos/salesos/auth"
 	"github.com/salesos/salesos/projections"
-	"github.com/salesos/salesos/webhooks"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -274,7 +273,7 @@ func retryParked(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	all := []projections.Projection{projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store}}
+	all := a.Runner.Projections()
 	var known []string
 	tried, still := 0, 0
 	for _, p := range all {
