@@ -104,6 +104,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Sender:          sender,
 		Logger:          log,
 		OnOutcome:       func(o string) { a.Metrics.Deliveries.WithLabelValues(o).Inc() },
+		OnError:         func(stage string) { a.Metrics.DispatcherErrors.WithLabelValues(stage).Inc() },
 	})
 	a.Metrics.RegisterState(metrics.StateSource{
 		Positions: a.Runner.Positions,
@@ -158,6 +159,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		{Name: "database", Run: db.PingContext},
 		{Name: "event_store", Run: a.Store.Ping},
 		{Name: "projections", Run: a.projectionsReady},
+		{Name: "webhook_dispatcher", Run: a.dispatcherReady},
 	}
 	if a.redis != nil {
 		// Readiness reports Redis, but requests keep flowing without it
@@ -275,6 +277,21 @@ func (a *App) projectionsReady(ctx context.Context) error {
 		return &api.CheckReport{Degraded: true, Reason: degraded}
 	}
 	return nil
+}
+
+// dispatcherStuckAfter is how long the dispatcher may fail to claim,
+// record or renew before readiness reports it.
+const dispatcherStuckAfter = 30 * time.Second
+
+// dispatcherReady degrades readiness while the webhook dispatcher has been
+// failing for a while: no delivery goes out then, though requests are
+// served. (A database outage shows in the database check already.)
+func (a *App) dispatcherReady(context.Context) error {
+	stage, since, err := a.Dispatcher.Health()
+	if stage == "" || time.Since(since) < dispatcherStuckAfter {
+		return nil
+	}
+	return &api.CheckReport{Degraded: true, Reason: fmt.Sprintf("webhook dispatcher: %s failing for %s: %v", stage, time.Since(since).Round(time.Second), err)}
 }
 
 // superviseDispatcher runs the webhook dispatcher until ctx ends, starting

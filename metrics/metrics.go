@@ -20,9 +20,12 @@ type Metrics struct {
 	Requests        *prometheus.CounterVec   // by route, method, status
 	RequestDuration *prometheus.HistogramVec // by route, method
 	EventsAppended  prometheus.Counter
-	Deliveries      *prometheus.CounterVec // by outcome: delivered, retry, failed
-	RateLimited     *prometheus.CounterVec // by plan
-	RateLimitErrors prometheus.Counter     // shared budget store unreachable
+	Deliveries      *prometheus.CounterVec // by outcome: delivered, retry, failed, interrupted
+	// DispatcherErrors counts failed claims, records and lease renewals
+	// of the webhook dispatcher, by stage.
+	DispatcherErrors *prometheus.CounterVec
+	RateLimited      *prometheus.CounterVec // by plan
+	RateLimitErrors  prometheus.Counter     // shared budget store unreachable
 }
 
 // New registers the metrics (and the Go and process collectors) in a fresh
@@ -42,8 +45,11 @@ func New() *Metrics {
 			Name: "salesos_events_appended_total", Help: "Events appended to the event store by this instance.",
 		}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "salesos_webhook_attempts_total", Help: "Webhook delivery attempts by outcome: delivered, retry (failed, will be retried), failed (failed for good).",
+			Name: "salesos_webhook_attempts_total", Help: "Webhook delivery attempts by outcome: delivered, retry (failed, will be retried), failed (failed for good), interrupted (cut short by us; due again).",
 		}, []string{"outcome"}),
+		DispatcherErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "salesos_webhook_dispatcher_errors_total", Help: "Failed database work of the webhook dispatcher, by stage: claim, record, renew (lease renewal).",
+		}, []string{"stage"}),
 		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "salesos_rate_limit_rejections_total", Help: "Requests refused with 429, by plan.",
 		}, []string{"plan"}),
@@ -51,7 +57,7 @@ func New() *Metrics {
 			Name: "salesos_rate_limit_store_errors_total", Help: "Failures of the shared rate-limit store (Redis); budgets fell back to per-instance.",
 		}),
 	}
-	r.MustRegister(m.Requests, m.RequestDuration, m.EventsAppended, m.Deliveries, m.RateLimited, m.RateLimitErrors,
+	r.MustRegister(m.Requests, m.RequestDuration, m.EventsAppended, m.Deliveries, m.DispatcherErrors, m.RateLimited, m.RateLimitErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

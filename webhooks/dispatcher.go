@@ -61,6 +61,9 @@ type DispatcherConfig struct {
 	Logger *slog.Logger
 	// Owner names this process in leases. Default a random id.
 	Owner string
+	// OnError, when set, is told of every failed claim, record or lease
+	// renewal (stage "claim", "record" or "renew").
+	OnError func(stage string)
 	// OnOutcome, when set, is told the outcome of every recorded attempt:
 	// "delivered", "retry" (failed, will be retried), "failed" (for good)
 	// or "interrupted" (cut short by us; due again at once).
@@ -133,8 +136,17 @@ type Dispatcher struct {
 	unrecorded map[string][]unrecordedOutcome
 	// interrupted is closed by Interrupt: attempts are cut short and the
 	// recorder stops retrying a database that is away.
-	interrupted chan struct{}
-	interruptMu sync.Once
+	interrupted   chan struct{}
+	interruptOnce sync.Once
+
+	// failing holds, by stage, when its current run of failures began and
+	// the last error (see Health).
+	failing map[string]failure
+}
+
+type failure struct {
+	since time.Time
+	err   error
 }
 
 // NewDispatcher prepares a dispatcher; Run starts it.
@@ -145,6 +157,7 @@ func NewDispatcher(db *sqlx.DB, cfg DispatcherConfig) *Dispatcher {
 		policy:      Policy{Schedule: cfg.Schedule, DeactivateAfter: cfg.DeactivateAfter},
 		inflight:    map[string]*flight{},
 		flying:      map[string]int{},
+		failing:     map[string]failure{},
 		unrecorded:  map[string][]unrecordedOutcome{},
 		recorded:    make(chan struct{}, 1),
 		interrupted: make(chan struct{}),
@@ -191,6 +204,42 @@ var (
 	errLeaseLost   = errors.New("interrupted: the delivery's lease could not be renewed")
 )
 
+func (d *Dispatcher) failed(stage string, err error) {
+	if d.cfg.OnError != nil {
+		d.cfg.OnError(stage)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.failing[stage]
+	if !ok {
+		f.since = time.Now()
+	}
+	f.err = err
+	d.failing[stage] = f
+}
+
+func (d *Dispatcher) succeeded(stage string) {
+	d.mu.Lock()
+	delete(d.failing, stage)
+	d.mu.Unlock()
+}
+
+// Health reports the stage that has been failing longest without a
+// success in between ("claim", "record" or "renew"), since when, and its
+// last error; an empty stage when everything works. A dispatcher that
+// cannot claim or record sends nothing, though the server and its
+// readiness otherwise look fine: the server reports it in /readyz.
+func (d *Dispatcher) Health() (stage string, since time.Time, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for st, f := range d.failing {
+		if stage == "" || f.since.Before(since) {
+			stage, since, err = st, f.since, f.err
+		}
+	}
+	return stage, since, err
+}
+
 // leaseMargin is how long before an unrenewed lease runs out its attempt
 // is cut short, so that no other dispatcher can start the same delivery
 // while ours still runs.
@@ -227,7 +276,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			var err error
 			batch, err = d.claim(ctx, free)
 			if err != nil && ctx.Err() == nil {
+				d.failed("claim", err)
 				d.cfg.Logger.Warn("webhooks: claiming deliveries failed", "error", err)
+			} else if err == nil {
+				d.succeeded("claim")
 			}
 		}
 		for _, c := range batch {
@@ -273,7 +325,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // the leases then run out and another dispatcher sends those deliveries.
 // The server calls it when its shutdown deadline is near.
 func (d *Dispatcher) Interrupt() {
-	d.interruptMu.Do(func() { close(d.interrupted) })
+	d.interruptOnce.Do(func() { close(d.interrupted) })
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, f := range d.inflight {
@@ -385,10 +437,12 @@ func (d *Dispatcher) renewLeases(ctx context.Context) {
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
+				d.failed("renew", err)
 				d.cfg.Logger.Warn("webhooks: renewing leases failed; attempts stop before their leases run out", "error", err, "count", len(ids))
 			}
 			continue
 		}
+		d.succeeded("renew")
 		kept := make(map[string]bool, len(renewed))
 		for _, id := range renewed {
 			kept[id] = true
@@ -430,6 +484,7 @@ func (d *Dispatcher) record() {
 		for {
 			err := d.recordBatch(batch)
 			if err == nil {
+				d.succeeded("record")
 				d.forget(batch)
 				select {
 				case d.recorded <- struct{}{}:
@@ -449,6 +504,7 @@ func (d *Dispatcher) record() {
 				// the leases keep other dispatchers off these deliveries
 				// meanwhile (renewals fail too, so no new attempt starts
 				// for them here).
+				d.failed("record", err)
 				d.cfg.Logger.Error("webhooks: recording attempts failed; retrying", "error", err, "count", len(batch))
 				t := time.NewTimer(time.Second)
 				select {

@@ -470,3 +470,37 @@ func TestDeactivationIsExact(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A dispatcher whose database is gone says so: every failed claim is
+// counted by stage, and Health names the failing stage and its error, for
+// /readyz, instead of the failure living only in the log.
+func TestDispatcherReportsFailingClaims(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t)
+	db, crash := otherProcess(t, s)
+	crash() // every statement on db now fails
+	var mu sync.Mutex
+	errs := map[string]int{}
+	d := NewDispatcher(db, DispatcherConfig{PollInterval: 5 * time.Millisecond, Logger: quietLogger(),
+		OnError: func(stage string) { mu.Lock(); errs[stage]++; mu.Unlock() }})
+	stop := runDispatcher(d)
+	defer stop()
+	eventually(t, "failed claims counted", func() bool { mu.Lock(); defer mu.Unlock(); return errs["claim"] >= 3 })
+	stage, since, err := d.Health()
+	if stage != "claim" || since.IsZero() || err == nil {
+		t.Fatalf("Health() = %q, %v, %v; want the claim stage failing with its error", stage, since, err)
+	}
+}
+
+func TestDispatcherHealthyAfterASuccess(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t)
+	d := NewDispatcher(s.DB, DispatcherConfig{PollInterval: 5 * time.Millisecond})
+	d.failed("claim", fmt.Errorf("boom"))
+	if stage, _, _ := d.Health(); stage != "claim" {
+		t.Fatalf("after a failure Health() stage = %q", stage)
+	}
+	stop := runDispatcher(d)
+	defer stop()
+	eventually(t, "a successful claim clears the failure", func() bool { stage, _, _ := d.Health(); return stage == "" })
+}
