@@ -227,8 +227,8 @@ func TestIdempotencyKeyInFlight(t *testing.T) {
 	raw := []byte(`{"name":"Ada"}`)
 	store := &idempotency.Store{DB: s.App.DB}
 	// The first request has claimed the key and not finished yet.
-	if stored, err := store.Begin(context.Background(), org, "k1", idempotency.Fingerprint("POST", "/v1/leads", raw)); err != nil || stored != nil {
-		t.Fatalf("claim: %v %v", stored, err)
+	if c, err := store.Claim(context.Background(), org, "k1", idempotency.Fingerprint("POST", "/v1/leads", raw)); err != nil || c.Replay != nil {
+		t.Fatalf("claim: %+v %v", c, err)
 	}
 	r := call(t, s, "POST", "/v1/leads", tok, raw, "Idempotency-Key", "k1")
 	wantError(t, r, http.StatusConflict, "conflict")

@@ -111,13 +111,6 @@ func Fingerprint(method, path string, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Begin is Claim for callers that need only the replay: it returns (nil,
-// nil) when the caller owns the key.
-func (s *Store) Begin(ctx context.Context, orgID, key, fingerprint string) (*Response, error) {
-	c, err := s.Claim(ctx, orgID, key, fingerprint)
-	return c.Replay, err
-}
-
 // Claim claims key for the request. It returns a claim the caller owns (it
 // must run the request and then CompleteClaim or ReleaseClaim it), a claim
 // with a stored response to replay, or ErrKeyReused / ErrInProgress.
@@ -195,42 +188,22 @@ func (s *Store) Claim(ctx context.Context, orgID, key, fingerprint string) (Clai
 	return c, &InProgressError{RetryAfter: time.Second}
 }
 
-// CompleteClaim stores the response of a claim the caller still owns.
+// CompleteClaim stores the response of a claim the caller still owns; a
+// claim taken over since (its lease ran out) is left to its new owner.
 func (s *Store) CompleteClaim(ctx context.Context, c Claim, r Response) error {
-	return s.complete(ctx, c.OrgID, c.Key, c.Token, r)
+	h, err := json.Marshal(r.Header)
+	if err != nil {
+		return err
+	}
+	_, err = s.DB.ExecContext(ctx, `UPDATE idempotency_keys SET status = 'done', response_status = $3, response_headers = $4, response_body = $5
+		WHERE org_id = $1 AND key = $2 AND claim_token = $6`, c.OrgID, c.Key, r.Status, string(h), r.Body, c.Token)
+	return err
 }
 
 // ReleaseClaim forgets a claim the caller still owns (the request failed in
 // a way worth retrying).
 func (s *Store) ReleaseClaim(ctx context.Context, c Claim) error {
 	_, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND status = 'in_progress' AND claim_token = $3`, c.OrgID, c.Key, c.Token)
-	return err
-}
-
-// Complete stores the response of a claimed key, whoever claimed it.
-func (s *Store) Complete(ctx context.Context, orgID, key string, r Response) error {
-	return s.complete(ctx, orgID, key, "", r)
-}
-
-func (s *Store) complete(ctx context.Context, orgID, key, token string, r Response) error {
-	h, err := json.Marshal(r.Header)
-	if err != nil {
-		return err
-	}
-	q := `UPDATE idempotency_keys SET status = 'done', response_status = $3, response_headers = $4, response_body = $5
-		WHERE org_id = $1 AND key = $2`
-	args := []any{orgID, key, r.Status, string(h), r.Body}
-	if token != "" {
-		q += ` AND claim_token = $6`
-		args = append(args, token)
-	}
-	_, err = s.DB.ExecContext(ctx, q, args...)
-	return err
-}
-
-// Release forgets a claimed key, whoever claimed it.
-func (s *Store) Release(ctx context.Context, orgID, key string) error {
-	_, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND status = 'in_progress'`, orgID, key)
 	return err
 }
 

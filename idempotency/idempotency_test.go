@@ -33,27 +33,35 @@ func age(t *testing.T, ctx context.Context, s *Store, org, key string, d time.Du
 	}
 }
 
-func mustClaim(t *testing.T, ctx context.Context, s *Store, org, key, fp string) {
+func mustClaim(t *testing.T, ctx context.Context, s *Store, org, key, fp string) Claim {
 	t.Helper()
-	r, err := s.Begin(ctx, org, key, fp)
-	if err != nil || r != nil {
-		t.Fatalf("Begin(%s, %s) = %+v, %v; want to own the key", org, key, r, err)
+	c, err := s.Claim(ctx, org, key, fp)
+	if err != nil || c.Replay != nil || c.Token == "" {
+		t.Fatalf("Claim(%s, %s) = %+v, %v; want to own the key", org, key, c, err)
 	}
+	return c
+}
+
+// replay claims a key that should answer with a stored response (or an
+// error): the stored response, nil if the caller got the key.
+func replay(ctx context.Context, s *Store, org, key, fp string) (*Response, error) {
+	c, err := s.Claim(ctx, org, key, fp)
+	return c.Replay, err
 }
 
 func TestCompletedResponseIsReplayed(t *testing.T) {
 	t.Parallel()
 	s, ctx := newStore(t)
 	fp := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Ada"}`))
-	mustClaim(t, ctx, s, "org_a", "k1", fp)
+	c1 := mustClaim(t, ctx, s, "org_a", "k1", fp)
 	// A body that is not text: every byte must come back.
 	body := []byte{'{', 0, 0xff, 0xfe, '\n', '}'}
 	h := http.Header{"Content-Type": {"application/json"}, "Location": {"/v1/leads/lead_1"}, "Etag": {`"1"`}}
-	if err := s.Complete(ctx, "org_a", "k1", Response{Status: 201, Header: h, Body: body}); err != nil {
+	if err := s.CompleteClaim(ctx, c1, Response{Status: 201, Header: h, Body: body}); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
-		got, err := s.Begin(ctx, "org_a", "k1", fp)
+		got, err := replay(ctx, s, "org_a", "k1", fp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,11 +70,11 @@ func TestCompletedResponseIsReplayed(t *testing.T) {
 		}
 	}
 	// A response without body or headers replays as such.
-	mustClaim(t, ctx, s, "org_a", "k2", fp)
-	if err := s.Complete(ctx, "org_a", "k2", Response{Status: 204}); err != nil {
+	c2 := mustClaim(t, ctx, s, "org_a", "k2", fp)
+	if err := s.CompleteClaim(ctx, c2, Response{Status: 204}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Begin(ctx, "org_a", "k2", fp)
+	got, err := replay(ctx, s, "org_a", "k2", fp)
 	if err != nil || got == nil || got.Status != 204 || len(got.Body) != 0 || len(got.Header) != 0 {
 		t.Fatalf("empty replay = %+v, %v", got, err)
 	}
@@ -77,22 +85,22 @@ func TestKeyReusedAndInProgress(t *testing.T) {
 	s, ctx := newStore(t)
 	fp := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Ada"}`))
 	other := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Grace"}`))
-	mustClaim(t, ctx, s, "org_a", "k", fp)
-	if _, err := s.Begin(ctx, "org_a", "k", fp); !errors.Is(err, ErrInProgress) {
+	ca := mustClaim(t, ctx, s, "org_a", "k", fp)
+	if _, err := replay(ctx, s, "org_a", "k", fp); !errors.Is(err, ErrInProgress) {
 		t.Fatalf("retry while running: %v, want ErrInProgress", err)
 	}
-	if _, err := s.Begin(ctx, "org_a", "k", other); !errors.Is(err, ErrKeyReused) {
+	if _, err := replay(ctx, s, "org_a", "k", other); !errors.Is(err, ErrKeyReused) {
 		t.Fatalf("other request while running: %v, want ErrKeyReused", err)
 	}
 	// Keys belong to an organization: the same key elsewhere is free.
 	mustClaim(t, ctx, s, "org_b", "k", other)
-	if err := s.Complete(ctx, "org_a", "k", Response{Status: 201, Header: http.Header{}}); err != nil {
+	if err := s.CompleteClaim(ctx, ca, Response{Status: 201, Header: http.Header{}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Begin(ctx, "org_a", "k", other); !errors.Is(err, ErrKeyReused) {
+	if _, err := replay(ctx, s, "org_a", "k", other); !errors.Is(err, ErrKeyReused) {
 		t.Fatalf("other request after completion: %v, want ErrKeyReused", err)
 	}
-	if _, err := s.Begin(ctx, "org_b", "k", other); !errors.Is(err, ErrInProgress) {
+	if _, err := replay(ctx, s, "org_b", "k", other); !errors.Is(err, ErrInProgress) {
 		t.Fatalf("org_b's claim: %v, want ErrInProgress", err)
 	}
 }
@@ -101,21 +109,24 @@ func TestReleaseFreesOnlyAClaim(t *testing.T) {
 	t.Parallel()
 	s, ctx := newStore(t)
 	fp := Fingerprint("POST", "/v1/deals", []byte(`{}`))
-	mustClaim(t, ctx, s, "org_a", "k", fp)
-	if err := s.Release(ctx, "org_a", "k"); err != nil {
+	first := mustClaim(t, ctx, s, "org_a", "k", fp)
+	if err := s.ReleaseClaim(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	// Released: the retry really runs, even with another body.
 	other := Fingerprint("POST", "/v1/deals", []byte(`{"name":"x"}`))
-	mustClaim(t, ctx, s, "org_a", "k", other)
-	if err := s.Complete(ctx, "org_a", "k", Response{Status: 201, Body: []byte(`{}`)}); err != nil {
+	second := mustClaim(t, ctx, s, "org_a", "k", other)
+	if err := s.CompleteClaim(ctx, second, Response{Status: 201, Body: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	// A completed key is not released.
-	if err := s.Release(ctx, "org_a", "k"); err != nil {
+	// A completed key is not released, nor is a claim by a stale owner.
+	if err := s.ReleaseClaim(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Begin(ctx, "org_a", "k", other)
+	if err := s.ReleaseClaim(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	got, err := replay(ctx, s, "org_a", "k", other)
 	if err != nil || got == nil || got.Status != 201 {
 		t.Fatalf("after Release of a completed key: %+v, %v; want the replay", got, err)
 	}
@@ -126,10 +137,11 @@ func TestExpiredKeysAreReclaimedAndPurged(t *testing.T) {
 	s, ctx := newStore(t)
 	fp := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Ada"}`))
 	other := Fingerprint("POST", "/v1/leads", []byte(`{"name":"Grace"}`))
+	claims := map[string]Claim{}
 	for _, k := range []string{"old-done", "old-running", "fresh", "nearly"} {
-		mustClaim(t, ctx, s, "org_a", k, fp)
+		claims[k] = mustClaim(t, ctx, s, "org_a", k, fp)
 	}
-	if err := s.Complete(ctx, "org_a", "old-done", Response{Status: 201}); err != nil {
+	if err := s.CompleteClaim(ctx, claims["old-done"], Response{Status: 201}); err != nil {
 		t.Fatal(err)
 	}
 	age(t, ctx, s, "org_a", "old-done", TTL+time.Minute)
@@ -138,7 +150,7 @@ func TestExpiredKeysAreReclaimedAndPurged(t *testing.T) {
 
 	// An expired key is claimed afresh, whatever it held.
 	mustClaim(t, ctx, s, "org_a", "old-done", other)
-	if _, err := s.Begin(ctx, "org_a", "nearly", other); !errors.Is(err, ErrKeyReused) {
+	if _, err := replay(ctx, s, "org_a", "nearly", other); !errors.Is(err, ErrKeyReused) {
 		t.Fatalf("a key within its TTL: %v, want ErrKeyReused", err)
 	}
 
@@ -173,7 +185,7 @@ func TestConcurrentBeginOneOwner(t *testing.T) {
 	owners, running := 0, 0
 	for range n {
 		wg.Go(func() {
-			r, err := s.Begin(ctx, "org_a", "race", fp)
+			r, err := replay(ctx, s, "org_a", "race", fp)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
