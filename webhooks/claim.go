@@ -37,11 +37,18 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 			return nil, err
 		}
 	}
-	hooks, err := dueWebhooks(ctx, tx, lite, now, d.cfg.Owner, n)
+	hooks, err := dueWebhooks(ctx, tx, lite, now, n)
 	if err != nil || len(hooks) == 0 {
 		return nil, err
 	}
-	busy := make(map[string]int, len(hooks))
+	ids := make([]string, len(hooks))
+	for i, h := range hooks {
+		ids[i] = h.ID
+	}
+	busy, err := inFlight(ctx, tx, lite, now, d.cfg.Owner, ids)
+	if err != nil {
+		return nil, err
+	}
 	// Our own share comes from memory, which is ahead of the database:
 	// attempts still running count as in flight, and the outcomes of
 	// finished ones that the recorder has not stored yet are folded into
@@ -56,7 +63,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 			_, e = d.policy.Next(DeliveryState{}, e, o.outcome, now)
 		}
 		states[h.ID] = e
-		busy[h.ID] = h.Busy + d.flying[h.ID]
+		busy[h.ID] += d.flying[h.ID]
 	}
 	d.mu.Unlock()
 	quota := shareSlots(hooks, busy, n, func(h dueWebhook) int {
@@ -81,15 +88,6 @@ type dueWebhook struct {
 	URL      string `db:"url"`
 	Secret   string `db:"secret"`
 	Failures int    `db:"consecutive_failures"`
-	// Busy counts the deliveries other dispatchers hold an unexpired lease
-	// on: their attempts running now, or finished but not recorded yet
-	// (counted as running, the safe side). Only pending deliveries are ever
-	// leased (recording clears the lease with the status), so the count
-	// says nothing about status: that keeps it on the small index of leased
-	// deliveries. With "status = 'pending'" the planner may walk the
-	// webhook's whole due backlog instead, which with a dead endpoint's ten
-	// thousand due deliveries made every claim take 50 ms.
-	Busy int `db:"busy"`
 }
 
 // dueWebhooks lists up to n active webhooks that have a due delivery nobody
@@ -106,27 +104,21 @@ type dueWebhook struct {
 // claims came back empty while the fan-out was busy. The other claimer will
 // have served it; we take it next round. On SQLite this transaction holds
 // the file's only write lock, which excludes all of that already.
-func dueWebhooks(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, owner string, n int) ([]dueWebhook, error) {
+func dueWebhooks(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, n int) ([]dueWebhook, error) {
 	var out []dueWebhook
 	if lite {
 		err := tx.SelectContext(ctx, &out, `
-			SELECT id, url, secret, consecutive_failures, busy FROM (
+			SELECT id, url, secret, consecutive_failures FROM (
 				SELECT w.id, w.url, w.secret, w.consecutive_failures,
 					(SELECT min(x.next_attempt_at) FROM webhook_deliveries x
 					 WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= $2
-					   AND (x.lease_expires_at IS NULL OR x.lease_expires_at < $2)) AS oldest,
-					(SELECT count(*) FROM webhook_deliveries l
-					 WHERE l.webhook_id = w.id AND l.lease_owner IS NOT NULL AND l.lease_owner <> $3
-					   AND l.lease_expires_at >= $2) AS busy
+					   AND (x.lease_expires_at IS NULL OR x.lease_expires_at < $2)) AS oldest
 				FROM webhooks w WHERE w.active AND w.deleted_at IS NULL)
-			WHERE oldest IS NOT NULL ORDER BY oldest LIMIT $1`, n, now, owner)
+			WHERE oldest IS NOT NULL ORDER BY oldest LIMIT $1`, n, now)
 		return out, err
 	}
 	err := tx.SelectContext(ctx, &out, `
-		SELECT w.id, w.url, w.secret, w.consecutive_failures,
-			(SELECT count(*) FROM webhook_deliveries l
-			 WHERE l.webhook_id = w.id AND l.lease_owner IS NOT NULL AND l.lease_owner <> $2
-			   AND l.lease_expires_at >= now()) AS busy
+		SELECT w.id, w.url, w.secret, w.consecutive_failures
 		FROM webhooks w
 		CROSS JOIN LATERAL (
 			SELECT x.next_attempt_at AS oldest FROM webhook_deliveries x
@@ -136,8 +128,49 @@ func dueWebhooks(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, own
 		WHERE w.active AND w.deleted_at IS NULL
 		ORDER BY o.oldest
 		LIMIT $1
-		FOR NO KEY UPDATE OF w SKIP LOCKED`, n, owner)
+		FOR NO KEY UPDATE OF w SKIP LOCKED`, n)
 	return out, err
+}
+
+// inFlight counts, per webhook, the deliveries other dispatchers hold an
+// unexpired lease on: their attempts running now, or finished but not
+// recorded yet (counted as running, the safe side).
+//
+// It must be a statement of its own, after dueWebhooks has locked the
+// webhooks: its snapshot then includes every claim committed before we got
+// the locks. Counted inside the locking statement, the snapshot predates
+// the lock, and a claim that committed in between was missed: two
+// dispatchers each filled a webhook's room, and a failing endpoint got 16
+// attempts instead of 10.
+//
+// Only pending deliveries are ever leased (recording clears the lease with
+// the status), so the count says nothing about status: that keeps it on
+// the small index of leased deliveries. With "status = 'pending'" the
+// planner may walk the webhook's whole due backlog instead, which with a
+// dead endpoint's ten thousand due deliveries made every claim take 50 ms.
+func inFlight(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, owner string, webhookIDs []string) (map[string]int, error) {
+	in, arg, err := dialect.InList(tx, "webhook_id", 1, webhookIDs)
+	if err != nil {
+		return nil, err
+	}
+	unexpired, args := `lease_expires_at >= now()`, []any{arg, owner}
+	if lite {
+		unexpired, args = `lease_expires_at >= $3`, append(args, now)
+	}
+	var rows []struct {
+		WebhookID string `db:"webhook_id"`
+		N         int    `db:"n"`
+	}
+	if err := tx.SelectContext(ctx, &rows, `SELECT webhook_id, count(*) AS n FROM webhook_deliveries
+		WHERE `+in+` AND lease_owner IS NOT NULL AND lease_owner <> $2 AND `+unexpired+`
+		GROUP BY webhook_id`, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(rows))
+	for _, r := range rows {
+		out[r.WebhookID] = r.N
+	}
+	return out, nil
 }
 
 // shareSlots deals n slots out to hooks (in their order) one at a time,
