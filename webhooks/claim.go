@@ -149,21 +149,29 @@ func dueWebhooks(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, n i
 // planner may walk the webhook's whole due backlog instead, which with a
 // dead endpoint's ten thousand due deliveries made every claim take 50 ms.
 func inFlight(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, owner string, webhookIDs []string) (map[string]int, error) {
-	in, arg, err := dialect.InList(tx, "webhook_id", 1, webhookIDs)
-	if err != nil {
-		return nil, err
-	}
-	unexpired, args := `lease_expires_at >= now()`, []any{arg, owner}
-	if lite {
-		unexpired, args = `lease_expires_at >= $3`, append(args, now)
-	}
 	var rows []struct {
 		WebhookID string `db:"webhook_id"`
 		N         int    `db:"n"`
 	}
-	if err := tx.SelectContext(ctx, &rows, `SELECT webhook_id, count(*) AS n FROM webhook_deliveries
-		WHERE `+in+` AND lease_owner IS NOT NULL AND lease_owner <> $2 AND `+unexpired+`
-		GROUP BY webhook_id`, args...); err != nil {
+	var err error
+	if lite {
+		in, arg, lerr := dialect.InList(tx, "webhook_id", 1, webhookIDs)
+		if lerr != nil {
+			return nil, lerr
+		}
+		err = tx.SelectContext(ctx, &rows, `SELECT webhook_id, count(*) AS n FROM webhook_deliveries
+			WHERE `+in+` AND lease_owner IS NOT NULL AND lease_owner <> $2 AND lease_expires_at >= $3
+			GROUP BY webhook_id`, arg, owner, now)
+	} else {
+		// One probe of the leased index per webhook: "webhook_id = ANY"
+		// with a GROUP BY let the planner walk whole delivery lists.
+		err = tx.SelectContext(ctx, &rows, `SELECT w.id AS webhook_id,
+				(SELECT count(*) FROM webhook_deliveries l
+				 WHERE l.webhook_id = w.id AND l.lease_owner IS NOT NULL AND l.lease_owner <> $2
+				   AND l.lease_expires_at >= now()) AS n
+			FROM unnest($1::text[]) AS w(id)`, webhookIDs, owner)
+	}
+	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]int, len(rows))
