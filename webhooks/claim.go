@@ -37,7 +37,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 			return nil, err
 		}
 	}
-	hooks, err := dueWebhooks(ctx, tx, lite, now, n)
+	hooks, err := dueWebhooks(ctx, tx, lite, now, n, d.full(now))
 	if err != nil || len(hooks) == 0 {
 		return nil, err
 	}
@@ -58,16 +58,12 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	states := make(map[string]EndpointState, len(hooks))
 	d.mu.Lock()
 	for _, h := range hooks {
-		e := EndpointState{Active: true, ConsecutiveFailures: h.Failures}
-		for _, o := range d.unrecorded[h.ID] {
-			_, e = d.policy.Next(DeliveryState{}, e, o.outcome, now)
-		}
-		states[h.ID] = e
+		states[h.ID] = d.withUnrecorded(h.ID, h.state())
 		busy[h.ID] += d.flying[h.ID]
 	}
 	d.mu.Unlock()
 	quota := shareSlots(hooks, busy, n, func(h dueWebhook) int {
-		return d.policy.EndpointLimit(d.cfg.PerEndpoint, states[h.ID])
+		return d.policy.EndpointLimit(d.cfg.PerEndpoint, states[h.ID], now)
 	})
 	if len(quota) == 0 {
 		return nil, nil
@@ -82,12 +78,49 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	return chosen, tx.Commit()
 }
 
-// dueWebhook is an active webhook with at least one due, unleased delivery.
+// full lists the webhooks that have no room for another attempt by what
+// this dispatcher alone has in flight. dueWebhooks leaves them out: they
+// are often the ones waiting longest (a slow or dead endpoint's backlog),
+// and listed first they used up the claim's limit, so that a claim made
+// with a few free slots found only webhooks it could not serve.
+func (d *Dispatcher) full(now time.Time) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for id, n := range d.flying {
+		if n >= d.policy.EndpointLimit(d.cfg.PerEndpoint, d.withUnrecorded(id, d.claimedState[id]), now) {
+			out = append(out, id)
+		}
+	}
+	for id := range d.unrecorded {
+		if d.flying[id] == 0 && d.policy.EndpointLimit(d.cfg.PerEndpoint, d.withUnrecorded(id, EndpointState{Active: true}), now) == 0 {
+			out = append(out, id) // a failure not stored yet: waiting for its next probe
+		}
+	}
+	return out
+}
+
+// withUnrecorded folds the outcomes of the webhook's finished attempts that
+// the recorder has not stored yet into e. d.mu must be held.
+func (d *Dispatcher) withUnrecorded(webhookID string, e EndpointState) EndpointState {
+	for _, o := range d.unrecorded[webhookID] {
+		_, e = d.policy.Next(DeliveryState{}, e, o.outcome, o.at)
+	}
+	return e
+}
+
+// dueWebhook is an active webhook with at least one due, unleased delivery,
+// and not waiting for its next probe.
 type dueWebhook struct {
-	ID       string `db:"id"`
-	URL      string `db:"url"`
-	Secret   string `db:"secret"`
-	Failures int    `db:"consecutive_failures"`
+	ID         string     `db:"id"`
+	URL        string     `db:"url"`
+	Secret     string     `db:"secret"`
+	Failures   int        `db:"consecutive_failures"`
+	ProbeAfter *time.Time `db:"probe_after"`
+}
+
+func (h dueWebhook) state() EndpointState {
+	return EndpointState{Active: true, ConsecutiveFailures: h.Failures, ProbeAfter: h.ProbeAfter}
 }
 
 // dueWebhooks lists up to n active webhooks that have a due delivery nobody
@@ -104,31 +137,42 @@ type dueWebhook struct {
 // claims came back empty while the fan-out was busy. The other claimer will
 // have served it; we take it next round. On SQLite this transaction holds
 // the file's only write lock, which excludes all of that already.
-func dueWebhooks(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, n int) ([]dueWebhook, error) {
+//
+// Webhooks in skip (those this dispatcher has no room for) are left out.
+func dueWebhooks(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, n int, skip []string) ([]dueWebhook, error) {
 	var out []dueWebhook
 	if lite {
-		err := tx.SelectContext(ctx, &out, `
-			SELECT id, url, secret, consecutive_failures FROM (
-				SELECT w.id, w.url, w.secret, w.consecutive_failures,
+		in, arg, err := dialect.InList(tx, "w.id", 3, skip)
+		if err != nil {
+			return nil, err
+		}
+		err = tx.SelectContext(ctx, &out, `
+			SELECT id, url, secret, consecutive_failures, probe_after FROM (
+				SELECT w.id, w.url, w.secret, w.consecutive_failures, w.probe_after,
 					(SELECT min(x.next_attempt_at) FROM webhook_deliveries x
 					 WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= $2
 					   AND (x.lease_expires_at IS NULL OR x.lease_expires_at < $2)) AS oldest
-				FROM webhooks w WHERE w.active AND w.deleted_at IS NULL)
-			WHERE oldest IS NOT NULL ORDER BY oldest LIMIT $1`, n, now)
+				FROM webhooks w WHERE w.active AND w.deleted_at IS NULL AND NOT `+in+`
+				  AND (w.probe_after IS NULL OR w.probe_after <= $2))
+			WHERE oldest IS NOT NULL ORDER BY oldest LIMIT $1`, n, now, arg)
 		return out, err
 	}
+	if skip == nil {
+		skip = []string{}
+	}
 	err := tx.SelectContext(ctx, &out, `
-		SELECT w.id, w.url, w.secret, w.consecutive_failures
+		SELECT w.id, w.url, w.secret, w.consecutive_failures, w.probe_after
 		FROM webhooks w
 		CROSS JOIN LATERAL (
 			SELECT x.next_attempt_at AS oldest FROM webhook_deliveries x
 			WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= now()
 			  AND (x.lease_expires_at IS NULL OR x.lease_expires_at < now())
 			ORDER BY x.next_attempt_at LIMIT 1) o
-		WHERE w.active AND w.deleted_at IS NULL
+		WHERE w.active AND w.deleted_at IS NULL AND w.id <> ALL($2)
+		  AND (w.probe_after IS NULL OR w.probe_after <= now())
 		ORDER BY o.oldest
 		LIMIT $1
-		FOR NO KEY UPDATE OF w SKIP LOCKED`, n)
+		FOR NO KEY UPDATE OF w SKIP LOCKED`, n, skip)
 	return out, err
 }
 
@@ -226,11 +270,11 @@ func (d *Dispatcher) leaseDue(ctx context.Context, tx *sqlx.Tx, lite bool, now t
 			if err := tx.SelectContext(ctx, &rows, `
 				UPDATE webhook_deliveries SET lease_owner = $4, lease_expires_at = $5
 				WHERE id IN (
-					SELECT id FROM webhook_deliveries
-					WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at <= $2
-					  AND (lease_expires_at IS NULL OR lease_expires_at < $2)
-					ORDER BY next_attempt_at LIMIT $3)
-				RETURNING id, webhook_id, event_id, payload, attempts`, h.ID, now, q, d.cfg.Owner, now.Add(d.cfg.Lease)); err != nil {
+					SELECT c.id FROM webhook_deliveries c
+					WHERE c.webhook_id = $1 AND c.status = 'pending' AND c.next_attempt_at <= $2
+					  AND (c.lease_expires_at IS NULL OR c.lease_expires_at < $2) AND `+feedPayloadReady+`
+					ORDER BY c.next_attempt_at LIMIT $3)
+				RETURNING id, webhook_id, event_id, `+feedPayload("webhook_deliveries")+` AS payload, attempts`, h.ID, now, q, d.cfg.Owner, now.Add(d.cfg.Lease)); err != nil {
 				return nil, err
 			}
 			out = append(out, rows...)
@@ -251,18 +295,18 @@ func (d *Dispatcher) leaseDue(ctx context.Context, tx *sqlx.Tx, lite bool, now t
 				CROSS JOIN LATERAL (
 					SELECT c.id FROM webhook_deliveries c
 					WHERE c.webhook_id = q.webhook_id AND c.status = 'pending' AND c.next_attempt_at <= now()
-					  AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
+					  AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now()) AND `+feedPayloadReady+`
 					ORDER BY c.next_attempt_at LIMIT q.quota
 					FOR UPDATE OF c SKIP LOCKED) x
 			) pick
 			WHERE d.id = pick.id
-			RETURNING d.id, d.webhook_id, d.event_id, d.payload, d.attempts`, ids, limits, d.cfg.Owner, d.cfg.Lease.Milliseconds()); err != nil {
+			RETURNING d.id, d.webhook_id, d.event_id, `+feedPayload("d")+` AS payload, d.attempts`, ids, limits, d.cfg.Owner, d.cfg.Lease.Milliseconds()); err != nil {
 			return nil, err
 		}
 	}
 	for i := range out {
 		h := byID[out[i].WebhookID]
-		out[i].URL, out[i].Secret = h.URL, h.Secret
+		out[i].URL, out[i].Secret, out[i].state = h.URL, h.Secret, h.state()
 	}
 	return out, nil
 }

@@ -134,6 +134,9 @@ type Dispatcher struct {
 	// committed yet. claim reads both (see there).
 	flying     map[string]int
 	unrecorded map[string][]unrecordedOutcome
+	// claimedState is, for each webhook in flying, its state when its
+	// latest attempt was claimed (see full).
+	claimedState map[string]EndpointState
 	// interrupted is closed by Interrupt: attempts are cut short and the
 	// recorder stops retrying a database that is away.
 	interrupted   chan struct{}
@@ -154,13 +157,14 @@ func NewDispatcher(db *sqlx.DB, cfg DispatcherConfig) *Dispatcher {
 	cfg.setDefaults()
 	return &Dispatcher{
 		db: db, cfg: cfg,
-		policy:      Policy{Schedule: cfg.Schedule, DeactivateAfter: cfg.DeactivateAfter},
-		inflight:    map[string]*flight{},
-		flying:      map[string]int{},
-		failing:     map[string]failure{},
-		unrecorded:  map[string][]unrecordedOutcome{},
-		recorded:    make(chan struct{}, 1),
-		interrupted: make(chan struct{}),
+		policy:       Policy{Schedule: cfg.Schedule, DeactivateAfter: cfg.DeactivateAfter},
+		inflight:     map[string]*flight{},
+		flying:       map[string]int{},
+		claimedState: map[string]EndpointState{},
+		failing:      map[string]failure{},
+		unrecorded:   map[string][]unrecordedOutcome{},
+		recorded:     make(chan struct{}, 1),
+		interrupted:  make(chan struct{}),
 	}
 }
 
@@ -176,6 +180,8 @@ type claimed struct {
 	// leasedAt is a local time taken before the claim's transaction began:
 	// the lease the database granted runs at least until leasedAt + Lease.
 	leasedAt time.Time
+	// state is the webhook's state as the claim read it.
+	state EndpointState
 }
 
 type result struct {
@@ -188,6 +194,7 @@ type result struct {
 type unrecordedOutcome struct {
 	deliveryID string
 	outcome    Outcome
+	at         time.Time
 }
 
 // flight is an attempt in progress.
@@ -348,6 +355,7 @@ func (d *Dispatcher) track(c claimed) *flight {
 	}
 	d.inflight[c.ID] = f
 	d.flying[c.WebhookID]++
+	d.claimedState[c.WebhookID] = c.state
 	return f
 }
 
@@ -382,8 +390,9 @@ func (d *Dispatcher) send(c claimed, f *flight) {
 	d.flying[c.WebhookID]--
 	if d.flying[c.WebhookID] == 0 {
 		delete(d.flying, c.WebhookID)
+		delete(d.claimedState, c.WebhookID)
 	}
-	d.unrecorded[c.WebhookID] = append(d.unrecorded[c.WebhookID], unrecordedOutcome{c.ID, o})
+	d.unrecorded[c.WebhookID] = append(d.unrecorded[c.WebhookID], unrecordedOutcome{c.ID, o, time.Now()})
 	d.mu.Unlock()
 	d.results <- result{d: c, at: now, attempt: a, outcome: o}
 }

@@ -469,6 +469,89 @@ func TestDeactivationIsExact(t *testing.T) {
 	}
 }
 
+// A failing webhook with a backlog is probed, not flooded: after each
+// failure its next attempt, of whichever delivery, waits the first step of
+// the schedule, although forty deliveries are due all along. The gaps are
+// read from the attempts' own timestamps (a lower bound the run cannot
+// make flaky by being slow).
+func TestFailingWebhookIsProbedOncePerFirstRetryStep(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t)
+	hook := seedDeliveries(t, s, hostileEndpoint(t, "500"), 40)
+	step := 50 * time.Millisecond
+	cfg := DispatcherConfig{
+		Sender:          NewSender(SenderConfig{AllowPrivate: true, Timeout: 200 * time.Millisecond}),
+		Schedule:        []time.Duration{step, step, step, step, step},
+		DeactivateAfter: 6, Concurrency: 64, PerEndpoint: 2, PollInterval: 5 * time.Millisecond,
+	}
+	defer runDispatcher(NewDispatcher(s.DB, cfg))()
+	db, _ := otherProcess(t, s)
+	defer runDispatcher(NewDispatcher(db, cfg))()
+	eventually(t, "the webhook switched off", func() bool { return switchedOffAndQuiet(t, s, hook) })
+	var at []time.Time
+	if err := s.DB.Select(&at, `SELECT a.attempted_at FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+		WHERE d.webhook_id = $1 ORDER BY a.attempted_at`, hook); err != nil {
+		t.Fatal(err)
+	}
+	if len(at) != 6 {
+		t.Fatalf("%d attempts, want exactly 6", len(at))
+	}
+	// The first two went out together, while the webhook looked healthy.
+	for i := 2; i < len(at); i++ {
+		// attempted_at is when the attempt started; the wait runs from the
+		// end of the one before, so the gap is at least the step.
+		if gap := at[i].Sub(at[i-1]); gap < step {
+			t.Errorf("attempt %d started %v after the one before, want at least %v", i+1, gap, step)
+		}
+	}
+}
+
+// Deliveries made by the fan-out send the event feed's copy of the body.
+// While the feed is being rebuilt (the row is gone for a moment) such a
+// delivery waits: it is neither sent without a body nor failed.
+func TestDeliveryBodyComesFromTheEventFeed(t *testing.T) {
+	t.Parallel()
+	s := testdb.New(t)
+	var mu sync.Mutex
+	bodies := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies[r.Header.Get("webhook-id")] = string(b)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	hook := seedDeliveries(t, s, srv.URL, 1) // evt_<hook>_1 carries its own body
+	now := dbNow()
+	if _, err := s.DB.Exec(`INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
+		VALUES ('dlv_feed', $1, 'org_d', 'evt_feed', 'lead.created', '', 'pending', $2, $2, $2)`, hook, now); err != nil {
+		t.Fatal(err)
+	}
+	stop := runDispatcher(NewDispatcher(s.DB, DispatcherConfig{
+		Sender: NewSender(SenderConfig{AllowPrivate: true}), PollInterval: 5 * time.Millisecond,
+	}))
+	defer stop()
+	own := "evt_" + hook + "_1"
+	eventually(t, "the delivery with its own body sent", func() bool { mu.Lock(); defer mu.Unlock(); return bodies[own] != "" })
+	// That claim ran with the other delivery due too: it waited.
+	mu.Lock()
+	_, early := bodies["evt_feed"]
+	mu.Unlock()
+	if early {
+		t.Fatal("a delivery was sent while its body was missing from the feed")
+	}
+	if _, err := s.DB.Exec(`INSERT INTO event_feed (position, event_id, org_id, type, occurred_at, payload)
+		VALUES (1, 'evt_feed', 'org_d', 'lead.created', $1, '{"from":"feed"}')`, now); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the feed-backed delivery sent", func() bool { mu.Lock(); defer mu.Unlock(); return bodies["evt_feed"] != "" })
+	mu.Lock()
+	defer mu.Unlock()
+	if bodies["evt_feed"] != `{"from":"feed"}` || bodies[own] != `{"n":1}` {
+		t.Fatalf("bodies = %v", bodies)
+	}
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // A dispatcher whose database is gone says so: every failed claim is

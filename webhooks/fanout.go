@@ -66,15 +66,32 @@ type feedRow struct {
 	Payload    string    `json:"payload"`
 }
 
+// deliveryRow is a delivery the fan-out creates. It carries no payload of
+// its own: its payload column is left empty, which means "the event
+// feed's row with the same event_id" (feedPayload). The body was stored
+// once per webhook before, and with many webhooks per organization those
+// copies were most of what the fan-out, and every lease and outcome
+// rewriting the row, had to write.
 type deliveryRow struct {
 	ID        string    `json:"id"`
 	WebhookID string    `json:"webhook_id"`
 	OrgID     string    `json:"org_id"`
 	EventID   string    `json:"event_id"`
 	EventType string    `json:"event_type"`
-	Payload   string    `json:"payload"`
 	Now       time.Time `json:"now"`
 }
+
+// feedPayload is the SQL for the body of the delivery named d (an alias or
+// the table's name): its own payload (a test event, or a delivery made
+// before deliveries shared the feed's), or else the event feed's. NULL
+// while the feed is being rebuilt, and such a delivery is not claimed until
+// it is back (feedPayloadReady).
+func feedPayload(d string) string {
+	return `COALESCE(NULLIF(` + d + `.payload, ''), (SELECT f.payload FROM event_feed f WHERE f.event_id = ` + d + `.event_id))`
+}
+
+// feedPayloadReady is the condition that the body of delivery c exists.
+const feedPayloadReady = `(c.payload <> '' OR EXISTS (SELECT 1 FROM event_feed f WHERE f.event_id = c.event_id))`
 
 type subscription struct {
 	ID       string     `db:"id"`
@@ -118,7 +135,7 @@ func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Reco
 			if Matches(s.Patterns, p.row.Type) {
 				deliveries = append(deliveries, deliveryRow{
 					ID: newID("dlv"), WebhookID: s.ID, OrgID: p.row.OrgID, EventID: p.row.EventID,
-					EventType: p.row.Type, Payload: p.row.Payload, Now: now,
+					EventType: p.row.Type, Now: now,
 				})
 			}
 		}
@@ -145,8 +162,8 @@ func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Reco
 	}
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
-		SELECT id, webhook_id, org_id, event_id, event_type, payload, 'pending', now, now, now
-		FROM json_to_recordset($1::json) AS x(id text, webhook_id text, org_id text, event_id text, event_type text, payload text, now timestamptz)
+		SELECT id, webhook_id, org_id, event_id, event_type, '', 'pending', now, now, now
+		FROM json_to_recordset($1::json) AS x(id text, webhook_id text, org_id text, event_id text, event_type text, now timestamptz)
 		ON CONFLICT (webhook_id, event_id) DO NOTHING`, string(raw)); err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}
@@ -172,13 +189,13 @@ func insertFanOutSQLite(ctx context.Context, tx *sqlx.Tx, feed []feedRow, delive
 		return nil
 	}
 	ins, err = tx.PrepareContext(ctx, `INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7) ON CONFLICT (webhook_id, event_id) DO NOTHING`)
+		VALUES ($1, $2, $3, $4, $5, '', 'pending', $6, $6, $6) ON CONFLICT (webhook_id, event_id) DO NOTHING`)
 	if err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}
 	defer ins.Close()
 	for _, d := range deliveries {
-		if _, err := ins.ExecContext(ctx, d.ID, d.WebhookID, d.OrgID, d.EventID, d.EventType, d.Payload, d.Now); err != nil {
+		if _, err := ins.ExecContext(ctx, d.ID, d.WebhookID, d.OrgID, d.EventID, d.EventType, d.Now); err != nil {
 			return fmt.Errorf("insert deliveries: %w", err)
 		}
 	}

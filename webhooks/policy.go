@@ -52,6 +52,9 @@ type EndpointState struct {
 	ConsecutiveFailures int
 	// DeactivatedAt is set by Next at the failure that switched it off.
 	DeactivatedAt *time.Time
+	// ProbeAfter is set while the webhook is failing: no attempt of any of
+	// its deliveries starts before it.
+	ProbeAfter *time.Time
 }
 
 // Next is the state after an attempt that ended at "at" with outcome o.
@@ -64,12 +67,19 @@ type EndpointState struct {
 // were already in flight, or ended after a PATCH turned it off) change the
 // delivery but not the count: the count says how many failures in a row
 // the endpoint produced while we were sending to it.
+//
+// A failing webhook is probed, not flooded: after each failure its next
+// attempt, of whichever delivery, waits the first step of the schedule
+// (ProbeAfter). Its other deliveries are due all along (new events, older
+// retries), and without the wait a dead endpoint got one attempt after
+// another, as fast as they failed, each one a claim and a record that
+// healthy endpoints waited behind. A success ends the wait.
 func (p Policy) Next(d DeliveryState, e EndpointState, o Outcome, at time.Time) (DeliveryState, EndpointState) {
 	switch o {
 	case Delivered:
 		d.Attempts++
 		d.Status, d.NextAttemptAt = StatusDelivered, nil
-		e.ConsecutiveFailures = 0
+		e.ConsecutiveFailures, e.ProbeAfter = 0, nil
 	case Failed:
 		if d.Attempts < len(p.Schedule) {
 			next := at.Add(p.Schedule[d.Attempts])
@@ -81,9 +91,12 @@ func (p Policy) Next(d DeliveryState, e EndpointState, o Outcome, at time.Time) 
 		if e.Active {
 			e.ConsecutiveFailures++
 			if e.ConsecutiveFailures >= p.DeactivateAfter {
-				e.Active = false
+				e.Active, e.ProbeAfter = false, nil
 				t := at
 				e.DeactivatedAt = &t
+			} else if len(p.Schedule) > 0 {
+				t := at.Add(p.Schedule[0])
+				e.ProbeAfter = &t
 			}
 		}
 	case Interrupted:
@@ -100,8 +113,11 @@ func (p Policy) Next(d DeliveryState, e EndpointState, o Outcome, at time.Time) 
 // can fail alongside the one that reaches the threshold. And the limit of
 // a healthy webhook is capped at DeactivateAfter, so that the attempts in
 // flight when an endpoint starts failing cannot overshoot it on their own.
-func (p Policy) EndpointLimit(perEndpoint int, e EndpointState) int {
-	if !e.Active {
+//
+// A failing webhook waiting for its next probe (ProbeAfter after now) gets
+// none.
+func (p Policy) EndpointLimit(perEndpoint int, e EndpointState, now time.Time) int {
+	if !e.Active || (e.ProbeAfter != nil && e.ProbeAfter.After(now)) {
 		return 0
 	}
 	if e.ConsecutiveFailures > 0 {

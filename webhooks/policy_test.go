@@ -24,7 +24,7 @@ func TestPolicyNext(t *testing.T) {
 		switchOff bool
 	}{
 		{"a first success delivers and resets the count",
-			pending(0), active(2), Delivered,
+			pending(0), EndpointState{Active: true, ConsecutiveFailures: 2, ProbeAfter: in(time.Minute)}, Delivered,
 			DeliveryState{Status: StatusDelivered, Attempts: 1}, active(0), false},
 		{"the first failure waits the first step of the schedule",
 			pending(0), active(0), Failed,
@@ -53,6 +53,19 @@ func TestPolicyNext(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d, e := p.Next(tc.d, tc.e, tc.o, at)
+			// A failure of an active webhook that leaves it on makes it
+			// wait the first step of the schedule before its next probe;
+			// everything else keeps or clears the wait.
+			wantProbe := tc.e.ProbeAfter
+			switch {
+			case tc.o == Delivered || (tc.o == Failed && tc.switchOff):
+				wantProbe = nil
+			case tc.o == Failed && tc.e.Active:
+				wantProbe = in(time.Minute)
+			}
+			if !sameTime(e.ProbeAfter, wantProbe) {
+				t.Errorf("ProbeAfter = %v, want %v", e.ProbeAfter, wantProbe)
+			}
 			if d.Status != tc.wantD.Status || d.Attempts != tc.wantD.Attempts || !sameTime(d.NextAttemptAt, tc.wantD.NextAttemptAt) {
 				t.Errorf("delivery = %+v (next %v), want %+v (next %v)", d, d.NextAttemptAt, tc.wantD, tc.wantD.NextAttemptAt)
 			}
@@ -95,9 +108,28 @@ func TestPolicyDeactivatesAtExactlyTheThreshold(t *testing.T) {
 	}
 }
 
+// The recorder leaves the row of a webhook alone when all its outcomes in
+// a batch are successes and its count is zero (so a healthy webhook is
+// never locked by the recorder): that is right only while a success leaves
+// such a state exactly as it was.
+func TestPolicySuccessChangesNothingAtZero(t *testing.T) {
+	t.Parallel()
+	p := Policy{Schedule: DefaultSchedule, DeactivateAfter: 10}
+	at := time.Now()
+	for _, e := range []EndpointState{{Active: true}, {Active: false}} {
+		for attempts := range len(p.Schedule) + 1 {
+			if _, got := p.Next(DeliveryState{Status: StatusPending, Attempts: attempts}, e, Delivered, at); got != e {
+				t.Errorf("success on %+v (attempt %d) gave %+v", e, attempts+1, got)
+			}
+		}
+	}
+}
+
 func TestPolicyEndpointLimit(t *testing.T) {
 	t.Parallel()
 	p := Policy{DeactivateAfter: 10}
+	now := time.Now()
+	later := now.Add(time.Second)
 	cases := []struct {
 		name        string
 		perEndpoint int
@@ -107,11 +139,13 @@ func TestPolicyEndpointLimit(t *testing.T) {
 		{"healthy: the configured limit", 4, EndpointState{Active: true}, 4},
 		{"failing: one probe at a time", 4, EndpointState{Active: true, ConsecutiveFailures: 1}, 1},
 		{"inactive: nothing", 4, EndpointState{Active: false}, 0},
+		{"failing, before its next probe: nothing", 4, EndpointState{Active: true, ConsecutiveFailures: 1, ProbeAfter: &later}, 0},
+		{"failing, once its probe is due: one", 4, EndpointState{Active: true, ConsecutiveFailures: 1, ProbeAfter: &now}, 1},
 		{"never more than the threshold, or a burst could overshoot it", 50, EndpointState{Active: true}, 10},
 		{"at least one", 0, EndpointState{Active: true}, 1},
 	}
 	for _, tc := range cases {
-		if got := p.EndpointLimit(tc.perEndpoint, tc.e); got != tc.want {
+		if got := p.EndpointLimit(tc.perEndpoint, tc.e, now); got != tc.want {
 			t.Errorf("%s: EndpointLimit = %d, want %d", tc.name, got, tc.want)
 		}
 	}

@@ -79,12 +79,19 @@ func (d *Dispatcher) recordBatch(batch []result) error {
 // recordEndpoints folds the batch's outcomes, in the order they arrived,
 // into each webhook's state under its row lock, and stores the result.
 func (d *Dispatcher) recordEndpoints(ctx context.Context, tx *sqlx.Tx, batch []result, kept map[string]bool, now time.Time) error {
-	var ids []string
-	seen := map[string]bool{}
+	var ids, failing []string
+	seen, failed := map[string]bool{}, map[string]bool{}
 	for _, r := range batch {
-		if kept[r.d.ID] && r.outcome != Interrupted && !seen[r.d.WebhookID] {
+		if !kept[r.d.ID] || r.outcome == Interrupted {
+			continue
+		}
+		if !seen[r.d.WebhookID] {
 			seen[r.d.WebhookID] = true
 			ids = append(ids, r.d.WebhookID)
+		}
+		if r.outcome != Delivered && !failed[r.d.WebhookID] {
+			failed[r.d.WebhookID] = true
+			failing = append(failing, r.d.WebhookID)
 		}
 	}
 	if len(ids) == 0 {
@@ -94,8 +101,22 @@ func (d *Dispatcher) recordEndpoints(ctx context.Context, tx *sqlx.Tx, batch []r
 	// webhooks, so two recorders cannot deadlock on each other; NO KEY
 	// UPDATE, so the fan-out's foreign-key checks (KEY SHARE) on the same
 	// webhooks neither wait for us nor make us wait.
+	//
+	// Only the webhooks whose state these outcomes change are locked: those
+	// with a failure among them, and those with a count to reset. Successes
+	// on a webhook whose count is already zero change nothing (see
+	// Policy.Next), and a healthy webhook is all of those; locking it
+	// anyway made every claim that ran meanwhile skip it (SKIP LOCKED), so
+	// the healthy endpoints waited for the recorder all the time. A failure
+	// committed by another recorder after this statement's snapshot is
+	// concurrent with our successes, and counting it after them is one of
+	// the orders they may have happened in.
 	sort.Strings(ids)
 	in, arg, err := dialect.InList(tx, "id", 1, ids)
+	if err != nil {
+		return err
+	}
+	alsoFailing, failingArg, err := dialect.InList(tx, "id", 2, failing)
 	if err != nil {
 		return err
 	}
@@ -104,18 +125,19 @@ func (d *Dispatcher) recordEndpoints(ctx context.Context, tx *sqlx.Tx, batch []r
 		lock = ` ORDER BY id`
 	}
 	var states []struct {
-		ID       string `db:"id"`
-		Active   bool   `db:"active"`
-		Failures int    `db:"consecutive_failures"`
+		ID         string     `db:"id"`
+		Active     bool       `db:"active"`
+		Failures   int        `db:"consecutive_failures"`
+		ProbeAfter *time.Time `db:"probe_after"`
 	}
-	if err := tx.SelectContext(ctx, &states, `SELECT id, active AND deleted_at IS NULL AS active, consecutive_failures
-		FROM webhooks WHERE `+in+lock, arg); err != nil {
+	if err := tx.SelectContext(ctx, &states, `SELECT id, active AND deleted_at IS NULL AS active, consecutive_failures, probe_after
+		FROM webhooks WHERE `+in+` AND (consecutive_failures <> 0 OR `+alsoFailing+`)`+lock, arg, failingArg); err != nil {
 		return err
 	}
 	endpoints := make(map[string]EndpointState, len(states))
 	before := make(map[string]EndpointState, len(states))
 	for _, st := range states {
-		e := EndpointState{Active: st.Active, ConsecutiveFailures: st.Failures}
+		e := EndpointState{Active: st.Active, ConsecutiveFailures: st.Failures, ProbeAfter: st.ProbeAfter}
 		endpoints[st.ID], before[st.ID] = e, e
 	}
 	for _, r := range batch {
@@ -138,17 +160,17 @@ func (d *Dispatcher) recordEndpoints(ctx context.Context, tx *sqlx.Tx, batch []r
 				return err
 			}
 		}
-		if e == before[id] {
+		if sameEndpointState(e, before[id]) {
 			continue
 		}
 		switchedOff := e.DeactivatedAt != nil
 		if _, err := tx.ExecContext(ctx, `
-			UPDATE webhooks SET consecutive_failures = $2,
+			UPDATE webhooks SET consecutive_failures = $2, probe_after = $6,
 				active = CASE WHEN $3 THEN false ELSE active END,
 				deactivated_at = CASE WHEN $3 THEN $4 ELSE deactivated_at END,
 				deactivation_reason = CASE WHEN $3 THEN $5 ELSE deactivation_reason END,
 				updated_at = $4
-			WHERE id = $1`, id, e.ConsecutiveFailures, switchedOff, now, reason); err != nil {
+			WHERE id = $1`, id, e.ConsecutiveFailures, switchedOff, now, reason, e.ProbeAfter); err != nil {
 			return fmt.Errorf("update webhook %s: %w", id, err)
 		}
 		if switchedOff {
@@ -158,6 +180,18 @@ func (d *Dispatcher) recordEndpoints(ctx context.Context, tx *sqlx.Tx, batch []r
 		}
 	}
 	return nil
+}
+
+func sameEndpointState(a, b EndpointState) bool {
+	return a.Active == b.Active && a.ConsecutiveFailures == b.ConsecutiveFailures &&
+		sameTimePtr(a.DeactivatedAt, b.DeactivatedAt) && sameTimePtr(a.ProbeAfter, b.ProbeAfter)
+}
+
+func sameTimePtr(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
 }
 
 // recordAttemptsPostgres logs the attempts and updates their deliveries in

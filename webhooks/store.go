@@ -339,7 +339,7 @@ func (s *Store) Update(ctx context.Context, orgID, id string, p Patch) (Webhook,
 	if p.Active.Set {
 		switch {
 		case p.Active.Value && !current.Active:
-			set = append(set, "active = true", "consecutive_failures = 0", "deactivated_at = NULL", "deactivation_reason = NULL")
+			set = append(set, "active = true", "consecutive_failures = 0", "probe_after = NULL", "deactivated_at = NULL", "deactivation_reason = NULL")
 		case !p.Active.Value && current.Active:
 			set = append(set, "active = false", "deactivated_at = $3", "deactivation_reason = 'deactivated through the API'")
 		}
