@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,12 +86,14 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 		}
 	}()
 	var stopOther func() int64
+	var hostileCPU func() time.Duration
 	if hostile {
-		h, err := newHostileReceivers()
+		h, err := startHostileProcess()
 		if err != nil {
 			return err
 		}
 		defer h.close()
+		hostileCPU = h.close
 		hooks := &webhooks.Store{DB: s.app.DB, AllowPrivate: true}
 		for _, org := range []string{httpOrg, otherOrg} {
 			for _, u := range h.urls {
@@ -113,10 +118,12 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 	}
 	logf("%s: %d events x %d webhooks, %d writers, %s", name, fanoutEvents, fanoutWebhooks, o.concurrency, pace)
 
-	return o.profile(name, func() error { return fanoutMeasure(ctx, o, s, rcv, name, rate, want, pace, stopOther, hostile) })
+	return o.profile(name, func() error {
+		return fanoutMeasure(ctx, o, s, rcv, name, rate, want, pace, stopOther, hostileCPU)
+	})
 }
 
-func fanoutMeasure(ctx context.Context, o *options, s *server, rcv *receiver, name string, rate float64, want int64, pace string, stopOther func() int64, hostile bool) error {
+func fanoutMeasure(ctx context.Context, o *options, s *server, rcv *receiver, name string, rate float64, want int64, pace string, stopOther func() int64, hostileCPU func() time.Duration) error {
 	cmd := &commands.Handler{Store: s.app.Store}
 	meta := commands.Meta{OrgID: httpOrg, Actor: domain.Actor{Sub: "bench", Type: domain.ActorClient}}
 	start := time.Now()
@@ -173,8 +180,9 @@ func fanoutMeasure(ctx context.Context, o *options, s *server, rcv *receiver, na
 		Note: fmt.Sprintf("deliveries to a loopback receiver, %d webhooks on lead.*, events %s; rate from the first append to the last receipt (the appends took %.1fs); latency from the event's occurred_at to its receipt",
 			fanoutWebhooks, pace, appended.Seconds()),
 	}
-	if hostile {
-		r.Note += fmt.Sprintf("; 5 hostile endpoints (never answers, resets, answers after 8s, 10 MB, always 500) subscribed in this organization and in another that appended %d events meanwhile, retried every 200ms, never switched off; figures are the healthy endpoints' only", otherEvents)
+	if hostileCPU != nil {
+		r.Note += fmt.Sprintf("; 5 hostile endpoints (never answers, resets, answers after 8s, 10 MB, always 500) subscribed in this organization and in another that appended %d events meanwhile, retried every 200ms, never switched off, served by a separate process at the lowest CPU priority that used %.1f CPU-seconds; figures are the healthy endpoints' only",
+			otherEvents, hostileCPU().Seconds())
 	}
 	r.setLatencies(&rcv.lat)
 	r.Errors = rcv.dupes.Load()
@@ -262,6 +270,87 @@ func appendSteadily(ctx context.Context, s *server, org string, rate float64) (s
 		}
 	}()
 	return func() int64 { cancel(); <-done; return n.Load() }
+}
+
+// hostileEnv, set to 1, makes the bench binary serve the hostile receivers
+// and nothing else (see startHostileProcess).
+const hostileEnv = "SALESOS_BENCH_HOSTILE_RECEIVERS"
+
+// hostileProcess is the bench binary run again to serve the hostile
+// receivers, under nice 19.
+//
+// On a real network those endpoints run on the customers' machines: what
+// they cost SalesOS is its own side of each attempt. Served inside the
+// bench process they took their CPU from the server under test (writing
+// 10 MB answers alone was a fifth of the process's CPU on 2 cores), so the
+// figure measured how fast this machine can play hostile customer, not how
+// well the dispatcher isolates them. At the lowest priority they get what
+// SalesOS leaves idle; the CPU they used is reported beside the figures.
+type hostileProcess struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	urls  []string
+	once  sync.Once
+	cpu   time.Duration
+}
+
+func startHostileProcess() (*hostileProcess, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("nice", "-n", "19", exe)
+	cmd.Env = append(os.Environ(), hostileEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the hostile receivers: %w", err)
+	}
+	h := &hostileProcess{cmd: cmd, stdin: stdin}
+	line, err := bufio.NewReader(out).ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &h.urls)
+	}
+	if err != nil || len(h.urls) == 0 {
+		h.close()
+		return nil, fmt.Errorf("hostile receivers did not start: %v", err)
+	}
+	return h, nil
+}
+
+// close stops the process (it exits when its stdin closes) and returns the
+// CPU time it used.
+func (h *hostileProcess) close() time.Duration {
+	h.once.Do(func() {
+		h.stdin.Close()
+		_ = h.cmd.Wait()
+		if ps := h.cmd.ProcessState; ps != nil {
+			h.cpu = ps.UserTime() + ps.SystemTime()
+		}
+	})
+	return h.cpu
+}
+
+// serveHostileReceivers is the hostile process's main: it prints the
+// receivers' URLs as one JSON line and serves them until stdin closes.
+func serveHostileReceivers() error {
+	h, err := newHostileReceivers()
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	if err := json.NewEncoder(os.Stdout).Encode(h.urls); err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
 }
 
 // hostileReceivers are the endpoints customers get wrong.

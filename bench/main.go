@@ -214,6 +214,13 @@ func (o *options) profile(name string, fn func() error) error {
 }
 
 func main() {
+	if os.Getenv(hostileEnv) == "1" {
+		if err := serveHostileReceivers(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: hostile receivers:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(2)
