@@ -10,6 +10,9 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/salesos/salesos/driver"
+	"github.com/salesos/salesos/driver/pgdriver"
+	"github.com/salesos/salesos/driver/sqlitedriver"
 	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/migrations"
 )
@@ -30,6 +33,9 @@ type Database struct {
 	Read *sqlx.DB
 	// SQLitePath is the file's path, empty on PostgreSQL.
 	SQLitePath string
+	// Driver is the query side's driver for this database: the one place
+	// the application chooses by database.
+	Driver driver.Driver
 }
 
 // SQLite reports whether the database is a SQLite file.
@@ -48,13 +54,13 @@ func OpenDatabase(ctx context.Context, url string) (*Database, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Database{Write: db.Write, Read: db.Read, SQLitePath: path}, nil
+		return &Database{Write: db.Write, Read: db.Read, SQLitePath: path, Driver: sqlitedriver.New()}, nil
 	}
 	db, err := OpenDB(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	return &Database{Write: db, Read: db}, nil
+	return &Database{Write: db, Read: db, Driver: pgdriver.New()}, nil
 }
 
 // Migrate applies the migrations of the database's dialect.

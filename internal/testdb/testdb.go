@@ -21,6 +21,9 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/salesos/salesos/driver"
+	"github.com/salesos/salesos/driver/pgdriver"
+	"github.com/salesos/salesos/driver/sqlitedriver"
 	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/migrations"
 )
@@ -65,6 +68,8 @@ type Schema struct {
 	Read *sqlx.DB
 	// SQLite is set when the database is a SQLite file.
 	SQLite bool
+	// Driver is the query side's driver for this database.
+	Driver driver.Driver
 }
 
 // New creates an empty database on the test binary's backend, applies every
@@ -72,13 +77,19 @@ type Schema struct {
 func New(t testing.TB) *Schema {
 	t.Helper()
 	if Backend() == "sqlite" {
-		s := NewEmpty(t)
-		if _, err := migrations.ApplySQLite(context.Background(), s.DB); err != nil {
-			t.Fatalf("testdb: migrate %s: %v", s.Name, err)
-		}
-		return s
+		return NewSQLite(t)
 	}
 	return NewPostgres(t)
+}
+
+// NewSQLite creates and migrates a SQLite file whatever the backend.
+func NewSQLite(t testing.TB) *Schema {
+	t.Helper()
+	s := newEmptySQLite(t)
+	if _, err := migrations.ApplySQLite(context.Background(), s.DB); err != nil {
+		t.Fatalf("testdb: migrate %s: %v", s.Name, err)
+	}
+	return s
 }
 
 // NewPostgres creates and migrates a PostgreSQL schema whatever the
@@ -99,13 +110,18 @@ func NewEmpty(t testing.TB) *Schema {
 	if Backend() != "sqlite" {
 		return NewEmptyPostgres(t)
 	}
+	return newEmptySQLite(t)
+}
+
+func newEmptySQLite(t testing.TB) *Schema {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "salesos.db")
 	db, err := sqlite.OpenDB(context.Background(), path, sqlite.DBOptions{Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatalf("testdb: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &Schema{Name: path, URL: "sqlite://" + path, DB: db.Write, Read: db.Read, SQLite: true}
+	return &Schema{Name: path, URL: "sqlite://" + path, DB: db.Write, Read: db.Read, SQLite: true, Driver: sqlitedriver.New()}
 }
 
 // NewEmptyPostgres creates a PostgreSQL schema without applying migrations.
@@ -143,7 +159,7 @@ func NewEmptyPostgres(t testing.TB) *Schema {
 		}
 		admin.Close()
 	})
-	return &Schema{Name: name, URL: u, DB: db, Read: db}
+	return &Schema{Name: name, URL: u, DB: db, Read: db, Driver: pgdriver.New()}
 }
 
 // WithSearchPath returns a connection URL whose sessions use the schema.

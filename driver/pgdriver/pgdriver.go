@@ -1,0 +1,17 @@
+// Package pgdriver is the PostgreSQL implementation of driver.Driver.
+package pgdriver
+
+import "github.com/salesos/salesos/driver"
+
+// Driver implements driver.Driver on PostgreSQL (database/sql driver
+// "pgx"). It holds no state: every operation runs on the Executor it is
+// given.
+type Driver struct{}
+
+var _ driver.Driver = Driver{}
+
+// New returns the PostgreSQL driver.
+func New() Driver { return Driver{} }
+
+// Name implements driver.Driver.
+func (Driver) Name() string { return "postgres" }

@@ -1,0 +1,19 @@
+// Package sqlitedriver is the SQLite implementation of driver.Driver, for
+// the embedded default (see eventstore/sqlite.OpenDB for how the file is
+// opened: one writer connection, a read-only pool).
+package sqlitedriver
+
+import "github.com/salesos/salesos/driver"
+
+// Driver implements driver.Driver on SQLite (database/sql driver
+// "sqlite", modernc.org/sqlite). It holds no state: every operation runs
+// on the Executor it is given.
+type Driver struct{}
+
+var _ driver.Driver = Driver{}
+
+// New returns the SQLite driver.
+func New() Driver { return Driver{} }
+
+// Name implements driver.Driver.
+func (Driver) Name() string { return "sqlite" }
