@@ -119,7 +119,8 @@ var (
 
 // VerifySignature implements oidc.KeySet.
 func (k *remoteKeys) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	// A JWT is always the compact serialization; the JSON one is refused.
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		return nil, errors.New("malformed jwt")
 	}
