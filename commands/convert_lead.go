@@ -59,7 +59,7 @@ func (h *Handler) ConvertLead(ctx context.Context, m Meta, leadID string, in dom
 		if err != nil {
 			return Result[domain.Lead]{}, err
 		}
-		pos, err := h.appendLead(ctx, m, &lead, lead.Version, evs)
+		pos, err := appendTo(ctx, h, leads, m, leadID, &lead, lead.Version, evs)
 		return Result[domain.Lead]{Record: lead, Position: pos}, err
 	})
 	unlock()
@@ -69,7 +69,7 @@ func (h *Handler) ConvertLead(ctx context.Context, m Meta, leadID string, in dom
 	deal := domain.Deal{ID: dealID}
 	var pos uint64
 	for attempt := 0; ; attempt++ {
-		pos, err = h.appendDeal(ctx, m, &deal, eventstore.NoStream, dealEvents)
+		pos, err = appendTo(ctx, h, deals, m, dealID, &deal, eventstore.NoStream, dealEvents)
 		if err == nil || attempt == MaxAttempts-1 || ctx.Err() != nil || alreadyWritten(ctx, err) {
 			break
 		}
@@ -78,7 +78,7 @@ func (h *Handler) ConvertLead(ctx context.Context, m Meta, leadID string, in dom
 		// The deal's events may be an earlier attempt's: answer from
 		// what is stored.
 		var d Result[domain.Deal]
-		d, err = h.createdDeal(ctx, m, dealID, len(dealEvents))
+		d, err = createdBefore(ctx, h, deals, m, dealID, len(dealEvents))
 		deal, pos = d.Record, d.Position
 	}
 	if err != nil {

@@ -176,6 +176,10 @@ func checkDealRules(p *problems, prefix string, r dealRules) {
 	}
 }
 
+// StreamVersion is the version of the record's stream the state was
+// folded from (its ETag).
+func (d Deal) StreamVersion() int64 { return d.Version }
+
 func (d Deal) exists() bool { return d.Version > 0 && !d.Deleted }
 
 // Update decides the events for a merge patch: DealUpdated for plain fields

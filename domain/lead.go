@@ -143,6 +143,10 @@ func CreateLead(id, orgID string, in LeadInput) ([]Event, error) {
 
 // exists is false before creation and after deletion; commands treat both
 // as "not found".
+// StreamVersion is the version of the record's stream the state was
+// folded from (its ETag).
+func (l Lead) StreamVersion() int64 { return l.Version }
+
 func (l Lead) exists() bool { return l.Version > 0 && !l.Deleted }
 
 // Update decides the events for a merge patch. Fields set to their current
