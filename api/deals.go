@@ -39,7 +39,7 @@ func (s *Server) getDeal(c echo.Context) error {
 	if err := s.awaitConsistency(c, projections.DealsName); err != nil {
 		return err
 	}
-	deal, err := s.d.Queries.GetDeal(ctx, org, id)
+	deal, err := s.currentDeal(ctx, org, id)
 	if err != nil {
 		return err
 	}

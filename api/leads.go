@@ -39,7 +39,7 @@ func (s *Server) getLead(c echo.Context) error {
 	if err := s.awaitConsistency(c, projections.LeadsName); err != nil {
 		return err
 	}
-	lead, err := s.d.Queries.GetLead(ctx, org, id)
+	lead, err := s.currentLead(ctx, org, id)
 	if err != nil {
 		return err
 	}
