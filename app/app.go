@@ -338,7 +338,7 @@ func superviseWorker(ctx context.Context, name string, log *slog.Logger, run fun
 func (a *App) shutdown(srv *http.Server, stopDispatcher func(), dispDone <-chan struct{}, stopProjections func(), projDone <-chan struct{}) {
 	timeout := a.Config.ShutdownTimeout
 	if timeout <= 0 {
-		timeout = 20 * time.Second
+		timeout = DefaultConfig().ShutdownTimeout
 	}
 	deadline := time.Now().Add(timeout)
 	shutCtx, cancel := context.WithDeadline(context.Background(), deadline)

@@ -3,49 +3,45 @@ package app
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/salesos/salesos/idempotency"
-	"github.com/salesos/salesos/webhooks"
 )
 
-// Config is the runtime configuration, read from SALESOS_* environment
-// variables (see the README's configuration table).
+// Config is the runtime configuration. ConfigFromEnv fills it from the
+// SALESOS_* variables of the settings table (settings.go), which also holds
+// each one's default and meaning; the comments here only name the variable.
 type Config struct {
-	Addr          string // SALESOS_ADDR, default "localhost:8080" in development (loopback only), ":8080" otherwise
-	DataDir       string // SALESOS_DATA_DIR, default "./data"
-	DatabaseURL   string // SALESOS_DATABASE_URL: postgres://… or sqlite://path, default sqlite://<DataDir>/salesos.db
-	EventStoreURL string // SALESOS_EVENTSTORE_URL, default DatabaseURL
+	Addr          string // SALESOS_ADDR
+	DataDir       string // SALESOS_DATA_DIR
+	DatabaseURL   string // SALESOS_DATABASE_URL: postgres://… or sqlite://path
+	EventStoreURL string // SALESOS_EVENTSTORE_URL; empty → the database
 	Env           string // SALESOS_ENV: development | staging | production
 
 	OIDCIssuer   string // SALESOS_OIDC_ISSUER; empty → built-in development issuer
 	OIDCAudience string // SALESOS_OIDC_AUDIENCE
-	TenantClaim  string // SALESOS_TENANT_CLAIM, default "org_id"
-	PlanClaim    string // SALESOS_PLAN_CLAIM, default "plan"
+	TenantClaim  string // SALESOS_TENANT_CLAIM
+	PlanClaim    string // SALESOS_PLAN_CLAIM
 
-	ConsistencyWait time.Duration // SALESOS_CONSISTENCY_WAIT, default 5s
+	ConsistencyWait time.Duration // SALESOS_CONSISTENCY_WAIT
 
-	WebhookRetrySchedule   []time.Duration // SALESOS_WEBHOOK_RETRY_SCHEDULE, default 1m,5m,30m,2h,12h
-	WebhookDeactivateAfter int             // SALESOS_WEBHOOK_DEACTIVATE_AFTER, default 10
-	WebhookAllowPrivate    bool            // SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS, default false
-	WebhookTimeout         time.Duration   // SALESOS_WEBHOOK_TIMEOUT, default 10s
-	WebhookConcurrency     int             // SALESOS_WEBHOOK_CONCURRENCY, default 64
-	WebhookPerEndpoint     int             // SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY, default 8
-	WebhookLease           time.Duration   // SALESOS_WEBHOOK_LEASE, default 10s, renewed while an attempt runs
-	IdempotencyLease       time.Duration   // SALESOS_IDEMPOTENCY_LEASE, default 60s
-	AutoMigrate            bool            // SALESOS_AUTO_MIGRATE, default true
-	ShutdownTimeout        time.Duration   // SALESOS_SHUTDOWN_TIMEOUT, default 20s
+	WebhookRetrySchedule   []time.Duration // SALESOS_WEBHOOK_RETRY_SCHEDULE
+	WebhookDeactivateAfter int             // SALESOS_WEBHOOK_DEACTIVATE_AFTER
+	WebhookAllowPrivate    bool            // SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS
+	WebhookTimeout         time.Duration   // SALESOS_WEBHOOK_TIMEOUT
+	WebhookConcurrency     int             // SALESOS_WEBHOOK_CONCURRENCY
+	WebhookPerEndpoint     int             // SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY
+	WebhookLease           time.Duration   // SALESOS_WEBHOOK_LEASE, renewed while an attempt runs
+	IdempotencyLease       time.Duration   // SALESOS_IDEMPOTENCY_LEASE
+	AutoMigrate            bool            // SALESOS_AUTO_MIGRATE
+	ShutdownTimeout        time.Duration   // SALESOS_SHUTDOWN_TIMEOUT
 	LogLevel               string          // SALESOS_LOG_LEVEL: debug | info | warn | error
 
 	// RateLimits are requests per minute per organization, by plan
-	// (SALESOS_RATE_LIMITS="starter=100,professional=500,enterprise=2000").
+	// (SALESOS_RATE_LIMITS, "plan=N,…").
 	RateLimits map[string]int
 	RedisURL   string // SALESOS_REDIS_URL: share rate-limit budgets between instances
 
-	DBMaxConns int // SALESOS_DB_MAX_CONNS: database connections per instance, default 40
+	DBMaxConns int // SALESOS_DB_MAX_CONNS: database connections per instance
 }
 
 // DefaultRateLimits are the plans' published limits (requests per minute).
@@ -54,74 +50,6 @@ var DefaultRateLimits = map[string]int{"starter": 100, "professional": 500, "ent
 // DevAudience is the audience of the built-in development issuer's tokens
 // when SALESOS_OIDC_AUDIENCE is not set.
 const DevAudience = "salesos-dev"
-
-// ConfigFromEnv reads the configuration; Validate reports every problem.
-func ConfigFromEnv() (Config, error) {
-	c := Config{
-		Addr:          os.Getenv("SALESOS_ADDR"),
-		DataDir:       envOr("SALESOS_DATA_DIR", "./data"),
-		DatabaseURL:   os.Getenv("SALESOS_DATABASE_URL"),
-		EventStoreURL: os.Getenv("SALESOS_EVENTSTORE_URL"),
-		Env:           envOr("SALESOS_ENV", "development"),
-		OIDCIssuer:    os.Getenv("SALESOS_OIDC_ISSUER"),
-		OIDCAudience:  os.Getenv("SALESOS_OIDC_AUDIENCE"),
-		TenantClaim:   envOr("SALESOS_TENANT_CLAIM", "org_id"),
-		PlanClaim:     envOr("SALESOS_PLAN_CLAIM", "plan"),
-		LogLevel:      envOr("SALESOS_LOG_LEVEL", "info"),
-		RedisURL:      os.Getenv("SALESOS_REDIS_URL"),
-	}
-	if c.Addr == "" {
-		c.Addr = defaultAddr(c.Env)
-	}
-	if c.DatabaseURL == "" {
-		c.DatabaseURL = defaultDatabaseURL(c.DataDir)
-	}
-	var errs []error
-	var err error
-	if c.ConsistencyWait, err = envDuration("SALESOS_CONSISTENCY_WAIT", 5*time.Second); err != nil {
-		errs = append(errs, err)
-	}
-	if c.ShutdownTimeout, err = envDuration("SALESOS_SHUTDOWN_TIMEOUT", 20*time.Second); err != nil {
-		errs = append(errs, err)
-	}
-	if c.IdempotencyLease, err = envDuration("SALESOS_IDEMPOTENCY_LEASE", idempotency.DefaultLease); err != nil {
-		errs = append(errs, err)
-	}
-	if c.AutoMigrate, err = envBool("SALESOS_AUTO_MIGRATE", true); err != nil {
-		errs = append(errs, err)
-	}
-	if c.RateLimits, err = envRateLimits("SALESOS_RATE_LIMITS"); err != nil {
-		errs = append(errs, err)
-	}
-	if c.DBMaxConns, err = envInt("SALESOS_DB_MAX_CONNS", 40); err != nil {
-		errs = append(errs, err)
-	}
-	if c.WebhookRetrySchedule, err = envDurations("SALESOS_WEBHOOK_RETRY_SCHEDULE", webhooks.DefaultSchedule); err != nil {
-		errs = append(errs, err)
-	}
-	if c.WebhookDeactivateAfter, err = envInt("SALESOS_WEBHOOK_DEACTIVATE_AFTER", 10); err != nil {
-		errs = append(errs, err)
-	}
-	if c.WebhookAllowPrivate, err = envBool("SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS", false); err != nil {
-		errs = append(errs, err)
-	}
-	if c.WebhookTimeout, err = envDuration("SALESOS_WEBHOOK_TIMEOUT", 10*time.Second); err != nil {
-		errs = append(errs, err)
-	}
-	if c.WebhookConcurrency, err = envInt("SALESOS_WEBHOOK_CONCURRENCY", webhooks.DefaultConcurrency); err != nil {
-		errs = append(errs, err)
-	}
-	if c.WebhookPerEndpoint, err = envInt("SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY", webhooks.DefaultPerEndpoint); err != nil {
-		errs = append(errs, err)
-	}
-	if c.WebhookLease, err = envDuration("SALESOS_WEBHOOK_LEASE", webhooks.DefaultLease); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
-}
 
 // Validate joins every configuration problem into one error.
 func (c Config) Validate() error {
@@ -213,85 +141,4 @@ func isESDBURL(u string) bool {
 
 func isPostgresURL(u string) bool {
 	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func envDuration(k string, def time.Duration) (time.Duration, error) {
-	v := os.Getenv(k)
-	if v == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return def, fmt.Errorf("%s: %q is not a Go duration such as 5s or 250ms", k, v)
-	}
-	return d, nil
-}
-
-func envInt(k string, def int) (int, error) {
-	v := os.Getenv(k)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return def, fmt.Errorf("%s: %q is not a positive whole number", k, v)
-	}
-	return n, nil
-}
-
-// envRateLimits reads "plan=N,plan=N"; plans not named keep their default.
-func envRateLimits(k string) (map[string]int, error) {
-	out := map[string]int{}
-	for p, n := range DefaultRateLimits {
-		out[p] = n
-	}
-	v := os.Getenv(k)
-	if v == "" {
-		return out, nil
-	}
-	for _, part := range strings.Split(v, ",") {
-		plan, num, ok := strings.Cut(strings.TrimSpace(part), "=")
-		n, err := strconv.Atoi(num)
-		if _, known := DefaultRateLimits[plan]; !ok || !known || err != nil || n <= 0 {
-			return out, fmt.Errorf("%s: %q is not a list such as starter=100,professional=500,enterprise=2000", k, v)
-		}
-		out[plan] = n
-	}
-	return out, nil
-}
-
-// envDurations reads a comma-separated list such as "1m,5m,30m,2h,12h".
-func envDurations(k string, def []time.Duration) ([]time.Duration, error) {
-	v := os.Getenv(k)
-	if v == "" {
-		return def, nil
-	}
-	var out []time.Duration
-	for _, part := range strings.Split(v, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(part))
-		if err != nil || d <= 0 {
-			return def, fmt.Errorf("%s: %q is not a comma-separated list of positive Go durations such as 1m,5m,30m,2h,12h", k, v)
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
-
-func envBool(k string, def bool) (bool, error) {
-	v := os.Getenv(k)
-	if v == "" {
-		return def, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return def, fmt.Errorf("%s: %q is not true or false", k, v)
-	}
-	return b, nil
 }
