@@ -82,52 +82,10 @@ func testGapSafety(t *testing.T, s eventstore.Store) {
 	}
 	defer sub.Close()
 
-	want := make(map[string]bool, total)
-	var wantMu sync.Mutex
-	var wg sync.WaitGroup
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st := stream(t)
-			for i := 0; i < perWriter; i++ {
-				e := ev("g", fmt.Sprintf(`{"i":%d}`, i))
-				wantMu.Lock()
-				want[e.ID] = true
-				wantMu.Unlock()
-				if _, err := s.Append(ctx(t), st, int64(i), e); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-
-	seen := make(map[string]bool, total)
-	var last uint64 = start
-	c := ctx(t)
-	for len(seen) < total {
-		evs, err := sub.Next(c)
-		if err != nil {
-			t.Fatalf("subscription after %d of %d events: %v", len(seen), total, err)
-		}
-		for _, e := range evs {
-			if e.Position <= last {
-				t.Fatalf("position %d after %d: out of order or repeated", e.Position, last)
-			}
-			last = e.Position
-			if seen[e.ID] {
-				t.Fatalf("event %s delivered twice", e.ID)
-			}
-			seen[e.ID] = true
-		}
-	}
-	wg.Wait()
-	for id := range want {
-		if !seen[id] {
-			t.Fatalf("event %s never delivered", id)
-		}
-	}
+	wait := writeConcurrently(t, writers, perWriter, func(int) eventstore.Store { return s }, func(_, i int) string {
+		return fmt.Sprintf(`{"i":%d}`, i)
+	})
+	last := followAll(t, sub, start, total, wait)
 	// A second, late subscriber reading everything from the start sees the
 	// same sequence (the store did not reorder history).
 	all, err := s.ReadAll(ctx(t), start, total+10)
@@ -156,20 +114,43 @@ func testGapSafetyTwoStores(t *testing.T, a, b eventstore.Store) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	want := make(map[string]bool, total)
+	storeFor := func(w int) eventstore.Store {
+		if w%2 == 1 {
+			return b
+		}
+		return a
+	}
+	wait := writeConcurrently(t, writers, perWriter, storeFor, func(w, i int) string {
+		return fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)
+	})
+	last := followAll(t, sub, start, total, wait)
+	all, err := b.ReadAll(ctx(t), start, total+10)
+	if err != nil || len(all) != total || all[len(all)-1].Position != last {
+		t.Fatalf("the other store reads %d events (%v), want %d ending at %d", len(all), err, total, last)
+	}
+	for i, e := range all {
+		if i > 0 && e.Position <= all[i-1].Position {
+			t.Fatalf("the other store reads position %d after %d", e.Position, all[i-1].Position)
+		}
+	}
+}
+
+// writeConcurrently starts writers goroutines, each appending perWriter
+// events one at a time to a stream of its own, through the store storeFor
+// gives it, with data(w, i) as the i-th event's data. wait waits for the
+// writers and returns the ids of every event they wrote.
+func writeConcurrently(t *testing.T, writers, perWriter int, storeFor func(w int) eventstore.Store, data func(w, i int) string) (wait func() map[string]bool) {
+	want := make(map[string]bool, writers*perWriter)
 	var wantMu sync.Mutex
 	var wg sync.WaitGroup
 	for w := 0; w < writers; w++ {
-		s := a
-		if w%2 == 1 {
-			s = b
-		}
+		s := storeFor(w)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			st := stream(t)
 			for i := 0; i < perWriter; i++ {
-				e := ev("g", fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))
+				e := ev("g", data(w, i))
 				wantMu.Lock()
 				want[e.ID] = true
 				wantMu.Unlock()
@@ -180,6 +161,18 @@ func testGapSafetyTwoStores(t *testing.T, a, b eventstore.Store) {
 			}
 		}()
 	}
+	return func() map[string]bool {
+		wg.Wait()
+		return want
+	}
+}
+
+// followAll reads sub until it has handed out total events, failing the
+// test on an event whose position is not above the previous one's (out of
+// order or repeated) or that comes twice; once the writers are done (wait),
+// every event they wrote must have come. It returns the last position seen.
+func followAll(t *testing.T, sub eventstore.Subscription, start uint64, total int, wait func() map[string]bool) uint64 {
+	t.Helper()
 	seen := make(map[string]bool, total)
 	last := start
 	c := ctx(t)
@@ -199,19 +192,10 @@ func testGapSafetyTwoStores(t *testing.T, a, b eventstore.Store) {
 			seen[e.ID] = true
 		}
 	}
-	wg.Wait()
-	for id := range want {
+	for id := range wait() {
 		if !seen[id] {
 			t.Fatalf("event %s never delivered", id)
 		}
 	}
-	all, err := b.ReadAll(ctx(t), start, total+10)
-	if err != nil || len(all) != total || all[len(all)-1].Position != last {
-		t.Fatalf("the other store reads %d events (%v), want %d ending at %d", len(all), err, total, last)
-	}
-	for i, e := range all {
-		if i > 0 && e.Position <= all[i-1].Position {
-			t.Fatalf("the other store reads position %d after %d", e.Position, all[i-1].Position)
-		}
-	}
+	return last
 }
