@@ -56,6 +56,21 @@ func ExpectationHolds(expected, current int64) bool {
 	}
 }
 
+// SettleWithoutWriting applies, to one append of a batch being planned,
+// the rules that can answer it without writing anything, in the order every
+// backend applies them: the event-id rule (ReplayOrDuplicate) first, then
+// the expected version against current, the stream's version as planned so
+// far. ok is false when the append is to be written.
+func SettleWithoutWriting(p PendingAppend, found map[string]StoredEvent, current int64) (out AppendOutcome, ok bool) {
+	if out, ok := ReplayOrDuplicate(p, found); ok {
+		return out, true
+	}
+	if !ExpectationHolds(p.Expected, current) {
+		return AppendOutcome{Err: &VersionConflictError{Stream: p.Stream, Expected: p.Expected, Actual: current}}, true
+	}
+	return AppendOutcome{}, false
+}
+
 // ErrDuplicateEventID is returned for an append whose event ids are already
 // stored somewhere else than where the append would put them (another
 // stream, another version, or only some of them). It wraps

@@ -129,13 +129,9 @@ func commitOn(ctx context.Context, pc *pgx.Conn, batch []eventstore.PendingAppen
 		meta      []string
 	)
 	for i, r := range batch {
-		if out, ok := eventstore.ReplayOrDuplicate(r, found); ok {
-			results[i] = out
-			continue
-		}
 		current := versions[r.Stream]
-		if !eventstore.ExpectationHolds(r.Expected, current) {
-			results[i] = eventstore.AppendOutcome{Err: &eventstore.VersionConflictError{Stream: r.Stream, Expected: r.Expected, Actual: current}}
+		if out, ok := eventstore.SettleWithoutWriting(r, found, current); ok {
+			results[i] = out
 			continue
 		}
 		for j, e := range r.Events {

@@ -85,13 +85,9 @@ func (s *Store) tryCommit(batch []eventstore.PendingAppend) (results []eventstor
 	var insertN, insert1 *sql.Stmt
 	inserted := 0
 	for i, r := range batch {
-		if out, ok := eventstore.ReplayOrDuplicate(r, found); ok {
-			results[i] = out
-			continue
-		}
 		current := versions[r.Stream]
-		if !eventstore.ExpectationHolds(r.Expected, current) {
-			results[i] = eventstore.AppendOutcome{Err: &eventstore.VersionConflictError{Stream: r.Stream, Expected: r.Expected, Actual: current}}
+		if out, ok := eventstore.SettleWithoutWriting(r, found, current); ok {
+			results[i] = out
 			continue
 		}
 		for j, e := range r.Events {
