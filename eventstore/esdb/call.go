@@ -115,13 +115,9 @@ func unavailable(err error) bool {
 // probe reports on dead if cn's client has closed itself. A live client
 // answers from its state without a network round trip.
 func (s *Store) probe(cn *conn, dead chan<- error) {
-	s.mu.Lock()
-	if cn.retired {
-		s.mu.Unlock()
+	if !s.hold(cn) {
 		return
 	}
-	cn.inflight++
-	s.mu.Unlock()
 	defer s.release(cn)
 	if _, err := cn.c.GetServerVersion(); clientGone(err) {
 		select {

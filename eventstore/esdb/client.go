@@ -82,13 +82,9 @@ func (s *Store) acquire(ctx context.Context, once bool) (*conn, error) {
 			}
 			continue
 		}
-		s.mu.Lock()
-		if cn.retired {
-			s.mu.Unlock()
+		if !s.hold(cn) {
 			continue
 		}
-		cn.inflight++
-		s.mu.Unlock()
 		return cn, nil
 	}
 }
@@ -103,6 +99,18 @@ func (s *Store) warmUp(cn *conn) {
 		s.retire(cn, err)
 	}
 	close(cn.ready)
+}
+
+// hold counts one more call inside cn, unless cn is retired (then it
+// must not be used, and hold reports false). release must follow a true.
+func (s *Store) hold(cn *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cn.retired {
+		return false
+	}
+	cn.inflight++
+	return true
 }
 
 func (s *Store) release(cn *conn) {
