@@ -3,15 +3,10 @@ package eventstore
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
-
-	"github.com/google/uuid"
 )
 
 // ErrClosed is returned by appends to a closed store.
@@ -43,59 +38,6 @@ type AppendOutcome struct {
 // batch at once — retrying its appends one by one against a database that
 // is away would only multiply the wait.
 type CommitFunc func(batch []PendingAppend) ([]AppendOutcome, error)
-
-// ResolveFunc looks event ids up in the store, on a connection of its own
-// (not the one that failed), and returns where each id that exists is
-// stored. It is how an ambiguous commit is settled.
-type ResolveFunc func(ctx context.Context, ids []string) (map[string]StoredEvent, error)
-
-// StoredEvent is where an event id was found.
-type StoredEvent struct {
-	Stream   string
-	Version  int64
-	Position uint64
-}
-
-// StoredRows is what database/sql's and pgx's query results both offer.
-type StoredRows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}
-
-// ScanStored reads rows of (event id, stream, version, position), the
-// answer of a backend's event-id lookup, keyed by event id.
-func ScanStored(rows StoredRows) (map[string]StoredEvent, error) {
-	found := map[string]StoredEvent{}
-	for rows.Next() {
-		var id string
-		var e StoredEvent
-		var pos int64
-		if err := rows.Scan(&id, &e.Stream, &e.Version, &pos); err != nil {
-			return nil, err
-		}
-		e.Position = uint64(pos)
-		found[id] = e
-	}
-	return found, rows.Err()
-}
-
-// ErrAmbiguousCommit is matched by *AmbiguousCommitError.
-var ErrAmbiguousCommit = errors.New("commit outcome unknown")
-
-// AmbiguousCommitError is what a CommitFunc returns when the connection was
-// lost after COMMIT was sent and before its answer arrived: the batch may or
-// may not be stored. Planned holds the outcomes the batch would have had if
-// committed (version conflicts stay conflicts either way).
-type AmbiguousCommitError struct {
-	Planned []AppendOutcome
-	Err     error
-}
-
-func (e *AmbiguousCommitError) Error() string {
-	return "event store: connection lost around COMMIT: " + e.Err.Error()
-}
-func (e *AmbiguousCommitError) Unwrap() []error { return []error{ErrAmbiguousCommit, e.Err} }
 
 // GroupCommitOptions configure a GroupCommitter. Zero values mean the
 // documented defaults.
@@ -347,177 +289,8 @@ func (g *GroupCommitter) commitResolved(reqs []*request) ([]AppendOutcome, error
 	return g.resolve(pending, amb), nil
 }
 
-// resolve settles an ambiguous commit by looking the batch's event ids up,
-// retrying while the database is away, for at most ResolveTimeout. An
-// append whose events are all stored succeeded (with the stored positions);
-// one whose events are not there failed, and says the store is unavailable
-// so its caller retries later.
-func (g *GroupCommitter) resolve(batch []PendingAppend, amb *AmbiguousCommitError) []AppendOutcome {
-	var ids []string
-	for i, p := range batch {
-		if i < len(amb.Planned) && amb.Planned[i].Err != nil {
-			continue // refused inside the transaction: nothing to look for
-		}
-		ids = append(ids, p.IDs...)
-	}
-	out := make([]AppendOutcome, len(batch))
-	var found map[string]StoredEvent
-	var err error
-	if g.opts.Resolve == nil {
-		err = errors.New("no resolver")
-	} else {
-		found, err = g.lookup(ids)
-	}
-	for i, p := range batch {
-		if i < len(amb.Planned) && amb.Planned[i].Err != nil {
-			out[i] = amb.Planned[i]
-			continue
-		}
-		if err != nil {
-			out[i].Err = fmt.Errorf("%w: %w: looking the batch up failed: %w (commit: %w)", ErrUnavailable, ErrAmbiguousCommit, err, amb.Err)
-			continue
-		}
-		n := 0
-		var last StoredEvent
-		for _, id := range p.IDs {
-			if e, ok := found[id]; ok && e.Stream == p.Stream {
-				n++
-				last = e
-			}
-		}
-		switch n {
-		case len(p.IDs):
-			out[i].Result = AppendResult{Version: last.Version, Position: last.Position}
-		default:
-			out[i].Err = fmt.Errorf("%w: the append was not stored (connection lost around COMMIT: %w)", ErrUnavailable, amb.Err)
-		}
-	}
-	return out
-}
-
-func (g *GroupCommitter) lookup(ids []string) (map[string]StoredEvent, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), g.opts.ResolveTimeout)
-	defer cancel()
-	pause := 50 * time.Millisecond
-	for {
-		found, err := g.opts.Resolve(ctx, ids)
-		if err == nil {
-			return found, nil
-		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, err
-		case <-g.stop:
-			t.Stop()
-			return nil, err
-		case <-t.C:
-		}
-		pause = min(pause*2, time.Second)
-	}
-}
-
 func (g *GroupCommitter) notify() {
 	if g.opts.Committed != nil {
 		g.opts.Committed()
 	}
-}
-
-// ValidateAppend refuses what no backend stores, and returns the event ids
-// in canonical UUID form.
-func ValidateAppend(stream string, expected int64, events []EventData) ([]string, error) {
-	if stream == "" {
-		return nil, fmt.Errorf("%w: empty stream name", ErrInvalidAppend)
-	}
-	if !utf8.ValidString(stream) {
-		return nil, fmt.Errorf("%w: stream name is not UTF-8", ErrInvalidAppend)
-	}
-	if len(events) == 0 {
-		return nil, fmt.Errorf("%w: no events", ErrInvalidAppend)
-	}
-	if expected < Any {
-		return nil, fmt.Errorf("%w: expected version %d", ErrInvalidAppend, expected)
-	}
-	ids := make([]string, len(events))
-	for i, e := range events {
-		if e.ID == "" || e.Type == "" {
-			return nil, fmt.Errorf("%w: event %d needs an id and a type", ErrInvalidAppend, i)
-		}
-		id, err := uuid.Parse(e.ID)
-		if err != nil {
-			return nil, fmt.Errorf("%w: event %d: id %q is not a UUID", ErrInvalidAppend, i, e.ID)
-		}
-		ids[i] = id.String()
-		if !json.Valid(e.Data) || (len(e.Metadata) > 0 && !json.Valid(e.Metadata)) {
-			return nil, fmt.Errorf("%w: event %d: data and metadata must be JSON", ErrInvalidAppend, i)
-		}
-	}
-	return ids, nil
-}
-
-// ExpectationHolds reports whether a stream at version current satisfies
-// an append's expected version (Any, NoStream or an exact version).
-func ExpectationHolds(expected, current int64) bool {
-	switch expected {
-	case Any:
-		return true
-	case NoStream:
-		return current == 0
-	default:
-		return expected == current
-	}
-}
-
-// ErrDuplicateEventID is returned for an append whose event ids are already
-// stored somewhere else than where the append would put them (another
-// stream, another version, or only some of them). It wraps
-// ErrInvalidAppend: the append is refused, nothing is written.
-var ErrDuplicateEventID = fmt.Errorf("%w: duplicate event id", ErrInvalidAppend)
-
-// ReplayOrDuplicate applies the event-id rule every backend shares, the
-// rule of EventStoreDB: appending events whose ids are already stored, at
-// the place they are stored, is an idempotent success that answers with the
-// stored result and writes nothing (a writer retrying after a lost answer
-// learns what it wrote). "The place" is the stream and the version the
-// expected version points to (NoStream: the start; an exact version v: right
-// after v; Any: wherever the run of ids starts). Any other clash with
-// stored ids is ErrDuplicateEventID.
-//
-// found holds the stored events among the append's ids. handled is false
-// when none of them is stored: the append proceeds normally.
-func ReplayOrDuplicate(p PendingAppend, found map[string]StoredEvent) (out AppendOutcome, handled bool) {
-	n := 0
-	for _, id := range p.IDs {
-		if _, ok := found[id]; ok {
-			n++
-		}
-	}
-	if n == 0 {
-		return AppendOutcome{}, false
-	}
-	dup := AppendOutcome{Err: fmt.Errorf("%w: stream %q: an event id of this append is already stored elsewhere", ErrDuplicateEventID, p.Stream)}
-	if n != len(p.IDs) {
-		return dup, true
-	}
-	first := found[p.IDs[0]]
-	for i, id := range p.IDs {
-		e := found[id]
-		if e.Stream != p.Stream || e.Version != first.Version+int64(i) {
-			return dup, true
-		}
-	}
-	switch start := first.Version - 1; p.Expected {
-	case Any:
-	case NoStream:
-		if start != 0 {
-			return dup, true
-		}
-	default:
-		if start != p.Expected {
-			return dup, true
-		}
-	}
-	last := found[p.IDs[len(p.IDs)-1]]
-	return AppendOutcome{Result: AppendResult{Version: last.Version, Position: last.Position}}, true
 }

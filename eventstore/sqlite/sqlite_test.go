@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -21,6 +22,23 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// holdWriteLock begins a transaction with begin (BEGIN IMMEDIATE or BEGIN
+// EXCLUSIVE) on a connection of its own to db, which then holds SQLite's
+// write lock as another process would. The caller closes the connection,
+// and rolls back first when the lock is to be released early.
+func holdWriteLock(t *testing.T, ctx context.Context, db *sqlite.DB, begin string) *sql.Conn {
+	t.Helper()
+	conn, err := db.Write.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, begin); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	return conn
 }
 
 func ev() eventstore.EventData {
@@ -278,14 +296,8 @@ func TestLockedDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Close()
-	conn, err := holder.Write.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := holdWriteLock(t, ctx, holder, `BEGIN EXCLUSIVE`)
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN EXCLUSIVE`); err != nil {
-		t.Fatal(err)
-	}
 	defer conn.ExecContext(context.Background(), `ROLLBACK`)
 	_, err = sqlite.Open(ctx, path, sqlite.Options{DB: sqlite.DBOptions{BusyTimeout: 50 * time.Millisecond}})
 	if !errors.Is(err, sqlite.ErrLocked) {
@@ -360,14 +372,8 @@ func TestLockHeldElsewhereIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Close()
-	conn, err := holder.Write.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := holdWriteLock(t, ctx, holder, `BEGIN IMMEDIATE`)
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		t.Fatal(err)
-	}
 	_, err = s.Append(ctx, "s-locked", eventstore.NoStream, ev())
 	if !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Fatalf("append while another process holds the lock: %v, want ErrUnavailable", err)
@@ -398,14 +404,8 @@ func TestRawBusyErrorIsUnavailable(t *testing.T) {
 	if _, err := a.Write.ExecContext(ctx, `CREATE TABLE t (x INTEGER)`); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := a.Write.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := holdWriteLock(t, ctx, a, `BEGIN IMMEDIATE`)
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		t.Fatal(err)
-	}
 	defer conn.ExecContext(context.Background(), `ROLLBACK`)
 	_, err = b.Write.ExecContext(ctx, `INSERT INTO t VALUES (1)`)
 	if err == nil || !eventstore.IsUnavailable(err) {
