@@ -50,19 +50,3 @@ func currentRecord[R any](ctx context.Context, streams eventstore.StreamReader, 
 	}
 	return fold(envs)
 }
-
-func (s *Server) currentLead(ctx context.Context, orgID, id string) (domain.Lead, error) {
-	row, err := s.d.Queries.GetLead(ctx, orgID, id)
-	return currentRecord(ctx, s.d.Streams, envelope.LeadStream(id), row, row.Version, err,
-		func(envs []envelope.Envelope) (domain.Lead, error) {
-			return domain.FoldLead(id, envelope.Recorded(envs))
-		}, orgID)
-}
-
-func (s *Server) currentDeal(ctx context.Context, orgID, id string) (domain.Deal, error) {
-	row, err := s.d.Queries.GetDeal(ctx, orgID, id)
-	return currentRecord(ctx, s.d.Streams, envelope.DealStream(id), row, row.Version, err,
-		func(envs []envelope.Envelope) (domain.Deal, error) {
-			return domain.FoldDeal(id, envelope.Recorded(envs))
-		}, orgID)
-}

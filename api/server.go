@@ -132,20 +132,9 @@ func New(d Deps) *Server {
 	post := func(path string, h echo.HandlerFunc, scopes ...string) {
 		v1.POST(path, h, requireScope(scopes...), s.idempotent)
 	}
-	post("/leads", s.createLead, "write:leads")
-	v1.GET("/leads", s.listLeads, requireScope("read:leads"))
-	v1.GET("/leads/:id", s.getLead, requireScope("read:leads"))
-	v1.PATCH("/leads/:id", s.updateLead, requireScope("write:leads"))
-	v1.DELETE("/leads/:id", s.deleteLead, requireScope("write:leads"))
+	s.leads().routes(s, v1, post)
 	post("/leads/:id/convert", s.convertLead, "write:leads", "write:deals")
-	v1.GET("/leads/:id/history", s.leadHistory, requireScope("read:leads"))
-
-	post("/deals", s.createDeal, "write:deals")
-	v1.GET("/deals", s.listDeals, requireScope("read:deals"))
-	v1.GET("/deals/:id", s.getDeal, requireScope("read:deals"))
-	v1.PATCH("/deals/:id", s.updateDeal, requireScope("write:deals"))
-	v1.DELETE("/deals/:id", s.deleteDeal, requireScope("write:deals"))
-	v1.GET("/deals/:id/history", s.dealHistory, requireScope("read:deals"))
+	s.deals().routes(s, v1, post)
 
 	hooks := requireScope("manage:webhooks")
 	post("/webhooks", s.createWebhook, "manage:webhooks")
