@@ -42,13 +42,15 @@ const (
 	benchFanoutBurst   = "webhook_fanout_burst"
 	benchFanoutHostile = "webhook_fanout_hostile"
 	benchAppendESDB    = "append_esdb"
+	// issue 13: SalesOS next to a plain CRUD service, both driven by wrk.
+	benchVersus = "http_vs_peer"
 )
 
 // The core figures again on the embedded SQLite default (issue 6).
 const sqliteSuffix = "_sqlite"
 
 var allBenches = []string{
-	benchPgbench, benchAppend, benchAppendESDB, benchCatchUp, benchHTTPPost, benchHTTPGet, benchFanout,
+	benchPgbench, benchAppend, benchAppendESDB, benchCatchUp, benchHTTPPost, benchHTTPGet, benchVersus, benchFanout,
 	benchAppend + sqliteSuffix, benchCatchUp + sqliteSuffix, benchHTTPPost + sqliteSuffix, benchHTTPGet + sqliteSuffix,
 }
 
@@ -287,6 +289,11 @@ func run(ctx context.Context, o *options) (err error) {
 	if o.runs(benchHTTPPost) || o.runs(benchHTTPGet) {
 		if err := runHTTP(ctx, o, pg, refTPS); err != nil {
 			return fmt.Errorf("http: %w", err)
+		}
+	}
+	if o.runs(benchVersus) {
+		if err := runVersusPeer(ctx, o, pg); err != nil {
+			return fmt.Errorf("%s: %w", benchVersus, err)
 		}
 	}
 	if o.runs(benchFanout) {
