@@ -30,20 +30,8 @@ func (Driver) ResetFeed(ctx context.Context, e driver.Executor) error {
 
 // ListSubscriptions implements driver.Webhooks.
 func (Driver) ListSubscriptions(ctx context.Context, e driver.Executor, orgIDs []string) ([]driver.Subscription, error) {
-	var rows []struct {
-		ID       string                `db:"id"`
-		OrgID    string                `db:"org_id"`
-		Patterns webhooksql.StringList `db:"events"`
-	}
-	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT id, org_id, `+webhookDialect{}.EventsColumn()+` FROM webhooks
-		WHERE org_id = ANY($1) AND active AND deleted_at IS NULL`, orgIDs); err != nil {
-		return nil, err
-	}
-	out := make([]driver.Subscription, len(rows))
-	for i, r := range rows {
-		out[i] = driver.Subscription{ID: r.ID, OrgID: r.OrgID, Patterns: r.Patterns}
-	}
-	return out, nil
+	return webhooksql.SelectSubscriptions(ctx, e, `SELECT id, org_id, `+webhookDialect{}.EventsColumn()+` FROM webhooks
+		WHERE org_id = ANY($1) AND active AND deleted_at IS NULL`, orgIDs)
 }
 
 // InsertFeedAndDeliveries implements driver.Webhooks: one statement per
@@ -171,22 +159,11 @@ func (Driver) ListDueWebhooks(ctx context.Context, e driver.Executor, _ time.Tim
 // And it is one probe of that index per webhook: "webhook_id = ANY" with a
 // GROUP BY let the planner walk whole delivery lists.
 func (Driver) CountForeignLeases(ctx context.Context, e driver.Executor, _ time.Time, owner string, webhookIDs []string) (map[string]int, error) {
-	var rows []struct {
-		WebhookID string `db:"webhook_id"`
-		N         int    `db:"n"`
-	}
-	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT w.id AS webhook_id,
+	return webhooksql.SelectCounts(ctx, e, `SELECT w.id AS webhook_id,
 				(SELECT count(*) FROM webhook_deliveries l
 				 WHERE l.webhook_id = w.id AND l.lease_owner IS NOT NULL AND l.lease_owner <> $2
 				   AND l.lease_expires_at >= now()) AS n
-			FROM unnest($1::text[]) AS w(id)`, webhookIDs, owner); err != nil {
-		return nil, err
-	}
-	out := make(map[string]int, len(rows))
-	for _, r := range rows {
-		out[r.WebhookID] = r.N
-	}
-	return out, nil
+			FROM unnest($1::text[]) AS w(id)`, webhookIDs, owner)
 }
 
 // LeaseDue implements driver.Webhooks in one statement, skipping rows

@@ -46,20 +46,8 @@ func (Driver) ListSubscriptions(ctx context.Context, e driver.Executor, orgIDs [
 	if err != nil {
 		return nil, err
 	}
-	var rows []struct {
-		ID       string                `db:"id"`
-		OrgID    string                `db:"org_id"`
-		Patterns webhooksql.StringList `db:"events"`
-	}
-	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT id, org_id, `+webhookDialect{}.EventsColumn()+` FROM webhooks
-		WHERE `+in+` AND active AND deleted_at IS NULL`, arg); err != nil {
-		return nil, err
-	}
-	out := make([]driver.Subscription, len(rows))
-	for i, r := range rows {
-		out[i] = driver.Subscription{ID: r.ID, OrgID: r.OrgID, Patterns: r.Patterns}
-	}
-	return out, nil
+	return webhooksql.SelectSubscriptions(ctx, e, `SELECT id, org_id, `+webhookDialect{}.EventsColumn()+` FROM webhooks
+		WHERE `+in+` AND active AND deleted_at IS NULL`, arg)
 }
 
 // InsertFeedAndDeliveries implements driver.Webhooks with one statement
@@ -152,20 +140,9 @@ func (Driver) CountForeignLeases(ctx context.Context, e driver.Executor, now tim
 	if err != nil {
 		return nil, err
 	}
-	var rows []struct {
-		WebhookID string `db:"webhook_id"`
-		N         int    `db:"n"`
-	}
-	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT webhook_id, count(*) AS n FROM webhook_deliveries
+	return webhooksql.SelectCounts(ctx, e, `SELECT webhook_id, count(*) AS n FROM webhook_deliveries
 			WHERE `+in+` AND lease_owner IS NOT NULL AND lease_owner <> $2 AND lease_expires_at >= $3
-			GROUP BY webhook_id`, arg, owner, now); err != nil {
-		return nil, err
-	}
-	out := make(map[string]int, len(rows))
-	for _, r := range rows {
-		out[r.WebhookID] = r.N
-	}
-	return out, nil
+			GROUP BY webhook_id`, arg, owner, now)
 }
 
 // LeaseDue implements driver.Webhooks with one statement per webhook.

@@ -214,3 +214,38 @@ func (Shared[D]) UpdateWebhookState(ctx context.Context, e driver.Executor, u dr
 			WHERE id = $1`, u.ID, u.Failures, u.SwitchOff, u.Now, u.Reason, u.ProbeAfter)
 	return err
 }
+
+// SelectSubscriptions runs q, which selects id, org_id and events (as
+// EventsColumn does), and returns the subscriptions.
+func SelectSubscriptions(ctx context.Context, e driver.Executor, q string, args ...any) ([]driver.Subscription, error) {
+	var rows []struct {
+		ID       string     `db:"id"`
+		OrgID    string     `db:"org_id"`
+		Patterns StringList `db:"events"`
+	}
+	if err := sqlx.SelectContext(ctx, e, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := make([]driver.Subscription, len(rows))
+	for i, r := range rows {
+		out[i] = driver.Subscription{ID: r.ID, OrgID: r.OrgID, Patterns: r.Patterns}
+	}
+	return out, nil
+}
+
+// SelectCounts runs q, which selects webhook_id and n, and returns n by
+// webhook.
+func SelectCounts(ctx context.Context, e driver.Executor, q string, args ...any) (map[string]int, error) {
+	var rows []struct {
+		WebhookID string `db:"webhook_id"`
+		N         int    `db:"n"`
+	}
+	if err := sqlx.SelectContext(ctx, e, &rows, q, args...); err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(rows))
+	for _, r := range rows {
+		out[r.WebhookID] = r.N
+	}
+	return out, nil
+}
