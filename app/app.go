@@ -92,9 +92,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.Metrics = metrics.New()
 	a.Idempotency = &idempotency.Store{DB: db, Lease: cfg.IdempotencyLease}
 	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log, Read: database.Read},
-		projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store})
+		projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store, Driver: database.Driver})
 	sender := webhooks.NewSender(webhooks.SenderConfig{Timeout: cfg.WebhookTimeout, AllowPrivate: cfg.WebhookAllowPrivate})
-	a.Dispatcher = webhooks.NewDispatcher(db, webhooks.DispatcherConfig{
+	a.Dispatcher = webhooks.NewDispatcher(db, database.Driver, webhooks.DispatcherConfig{
 		Schedule:        cfg.WebhookRetrySchedule,
 		DeactivateAfter: cfg.WebhookDeactivateAfter,
 		Concurrency:     cfg.WebhookConcurrency,
@@ -181,7 +181,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Logger:          log,
 		ConsistencyWait: cfg.ConsistencyWait,
 		DevIssuer:       devHandler,
-		Webhooks:        &webhooks.Store{DB: db, Read: database.Read, AllowPrivate: cfg.WebhookAllowPrivate},
+		Webhooks:        &webhooks.Store{DB: db, Read: database.Read, Driver: database.Driver, AllowPrivate: cfg.WebhookAllowPrivate},
 		WebhookSender:   sender,
 		Limiter:         limiter,
 		RateLimits:      cfg.RateLimits,

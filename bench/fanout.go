@@ -94,7 +94,7 @@ func fanoutOnce(ctx context.Context, o *options, e *env, name string, rate float
 		}
 		defer h.close()
 		hostileCPU = h.close
-		hooks := &webhooks.Store{DB: s.app.DB, AllowPrivate: true}
+		hooks := &webhooks.Store{DB: s.app.DB, Driver: s.app.Driver(), AllowPrivate: true}
 		for _, org := range []string{httpOrg, otherOrg} {
 			for _, u := range h.urls {
 				if _, err := hooks.Create(ctx, org, webhooks.CreateInput{URL: u, Events: []string{"lead.*"}}); err != nil {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/salesos/salesos/internal/dialect"
+	"github.com/salesos/salesos/driver"
 )
 
 // claim leases up to n due deliveries, shared fairly between the webhooks
@@ -21,23 +21,16 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	lite := dialect.IsSQLite(tx)
 	now := dbNow()
-	if !lite {
-		if err := customPlans(ctx, tx); err != nil {
-			return nil, err
-		}
-		// The probes below walk small partial indexes that collect the
-		// entries of rows updated since the last vacuum (every delivered
-		// or re-leased delivery leaves one). A plain index scan marks
-		// those dead as it passes, so the next claim skips them; a bitmap
-		// scan, which the planner likes for the lease count, never does,
-		// and re-read every one of them on every claim.
-		if _, err := tx.ExecContext(ctx, `SELECT set_config('enable_bitmapscan', 'off', true)`); err != nil {
-			return nil, err
-		}
+	if err := d.drv.PrepareClaim(ctx, tx); err != nil {
+		return nil, err
 	}
-	hooks, err := dueWebhooks(ctx, tx, lite, now, n, d.full(now))
+	// The webhooks with due deliveries, longest-waiting first, locked
+	// against other claimers (those another claim or a recorder holds are
+	// skipped: the other claimer serves them, we take them next round),
+	// without those this dispatcher has no room for. Why each statement is
+	// written as it is, per database, is in the drivers.
+	hooks, err := d.drv.ListDueWebhooks(ctx, tx, now, n, d.full(now))
 	if err != nil || len(hooks) == 0 {
 		return nil, err
 	}
@@ -45,7 +38,15 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	for i, h := range hooks {
 		ids[i] = h.ID
 	}
-	busy, err := inFlight(ctx, tx, lite, now, d.cfg.Owner, ids)
+	// The deliveries other dispatchers hold an unexpired lease on: their
+	// attempts running now, or finished but not recorded yet (counted as
+	// running, the safe side). This must be a statement of its own, after
+	// the webhooks are locked: its snapshot then includes every claim
+	// committed before we got the locks. Counted inside the locking
+	// statement, the snapshot predates the lock, and a claim that committed
+	// in between was missed: two dispatchers each filled a webhook's room,
+	// and a failing endpoint got 16 attempts instead of 10.
+	busy, err := d.drv.CountForeignLeases(ctx, tx, now, d.cfg.Owner, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -58,17 +59,17 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 	states := make(map[string]EndpointState, len(hooks))
 	d.mu.Lock()
 	for _, h := range hooks {
-		states[h.ID] = d.withUnrecorded(h.ID, h.state())
+		states[h.ID] = d.withUnrecorded(h.ID, dueState(h))
 		busy[h.ID] += d.flying[h.ID]
 	}
 	d.mu.Unlock()
-	quota := shareSlots(hooks, busy, n, func(h dueWebhook) int {
+	quota := shareSlots(hooks, busy, n, func(h driver.DueWebhook) int {
 		return d.policy.EndpointLimit(d.cfg.PerEndpoint, states[h.ID], now)
 	})
 	if len(quota) == 0 {
 		return nil, nil
 	}
-	chosen, err := d.leaseDue(ctx, tx, lite, now, hooks, quota)
+	chosen, err := d.leaseDue(ctx, tx, now, hooks, quota)
 	if err != nil || len(chosen) == 0 {
 		return nil, err
 	}
@@ -79,7 +80,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]claimed, error) {
 }
 
 // full lists the webhooks that have no room for another attempt by what
-// this dispatcher alone has in flight. dueWebhooks leaves them out: they
+// this dispatcher alone has in flight. ListDueWebhooks leaves them out: they
 // are often the ones waiting longest (a slow or dead endpoint's backlog),
 // and listed first they used up the claim's limit, so that a claim made
 // with a few free slots found only webhooks it could not serve.
@@ -109,126 +110,15 @@ func (d *Dispatcher) withUnrecorded(webhookID string, e EndpointState) EndpointS
 	return e
 }
 
-// dueWebhook is an active webhook with at least one due, unleased delivery,
-// and not waiting for its next probe.
-type dueWebhook struct {
-	ID         string     `db:"id"`
-	URL        string     `db:"url"`
-	Secret     string     `db:"secret"`
-	Failures   int        `db:"consecutive_failures"`
-	ProbeAfter *time.Time `db:"probe_after"`
-}
-
-func (h dueWebhook) state() EndpointState {
+// dueState is the state of a webhook as the claim read it.
+func dueState(h driver.DueWebhook) EndpointState {
 	return EndpointState{Active: true, ConsecutiveFailures: h.Failures, ProbeAfter: h.ProbeAfter}
-}
-
-// dueWebhooks lists up to n active webhooks that have a due delivery nobody
-// holds, the longest-waiting first. Each is one probe of the
-// (webhook_id, next_attempt_at) index of pending deliveries.
-//
-// On PostgreSQL the rows are locked, skipping those another transaction
-// holds: another dispatcher claiming for the same webhook right now (so
-// two claims never both see its room free), or a recorder ending one of
-// its attempts (the webhook may be switching off). The lock is FOR NO KEY
-// UPDATE, which the fan-out's inserts of new deliveries do not conflict
-// with (their foreign key takes KEY SHARE on the webhook): a FOR UPDATE
-// here skipped every webhook the fan-out was writing deliveries for, and
-// claims came back empty while the fan-out was busy. The other claimer will
-// have served it; we take it next round. On SQLite this transaction holds
-// the file's only write lock, which excludes all of that already.
-//
-// Webhooks in skip (those this dispatcher has no room for) are left out.
-func dueWebhooks(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, n int, skip []string) ([]dueWebhook, error) {
-	var out []dueWebhook
-	if lite {
-		in, arg, err := dialect.InList(tx, "w.id", 3, skip)
-		if err != nil {
-			return nil, err
-		}
-		err = tx.SelectContext(ctx, &out, `
-			SELECT id, url, secret, consecutive_failures, probe_after FROM (
-				SELECT w.id, w.url, w.secret, w.consecutive_failures, w.probe_after,
-					(SELECT min(x.next_attempt_at) FROM webhook_deliveries x
-					 WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= $2
-					   AND (x.lease_expires_at IS NULL OR x.lease_expires_at < $2)) AS oldest
-				FROM webhooks w WHERE w.active AND w.deleted_at IS NULL AND NOT `+in+`
-				  AND (w.probe_after IS NULL OR w.probe_after <= $2))
-			WHERE oldest IS NOT NULL ORDER BY oldest LIMIT $1`, n, now, arg)
-		return out, err
-	}
-	if skip == nil {
-		skip = []string{}
-	}
-	err := tx.SelectContext(ctx, &out, `
-		SELECT w.id, w.url, w.secret, w.consecutive_failures, w.probe_after
-		FROM webhooks w
-		CROSS JOIN LATERAL (
-			SELECT x.next_attempt_at AS oldest FROM webhook_deliveries x
-			WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= now()
-			  AND (x.lease_expires_at IS NULL OR x.lease_expires_at < now())
-			ORDER BY x.next_attempt_at LIMIT 1) o
-		WHERE w.active AND w.deleted_at IS NULL AND w.id <> ALL($2)
-		  AND (w.probe_after IS NULL OR w.probe_after <= now())
-		ORDER BY o.oldest
-		LIMIT $1
-		FOR NO KEY UPDATE OF w SKIP LOCKED`, n, skip)
-	return out, err
-}
-
-// inFlight counts, per webhook, the deliveries other dispatchers hold an
-// unexpired lease on: their attempts running now, or finished but not
-// recorded yet (counted as running, the safe side).
-//
-// It must be a statement of its own, after dueWebhooks has locked the
-// webhooks: its snapshot then includes every claim committed before we got
-// the locks. Counted inside the locking statement, the snapshot predates
-// the lock, and a claim that committed in between was missed: two
-// dispatchers each filled a webhook's room, and a failing endpoint got 16
-// attempts instead of 10.
-//
-// Only pending deliveries are ever leased (recording clears the lease with
-// the status), so the count says nothing about status: that keeps it on
-// the small index of leased deliveries. With "status = 'pending'" the
-// planner may walk the webhook's whole due backlog instead, which with a
-// dead endpoint's ten thousand due deliveries made every claim take 50 ms.
-func inFlight(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, owner string, webhookIDs []string) (map[string]int, error) {
-	var rows []struct {
-		WebhookID string `db:"webhook_id"`
-		N         int    `db:"n"`
-	}
-	var err error
-	if lite {
-		in, arg, lerr := dialect.InList(tx, "webhook_id", 1, webhookIDs)
-		if lerr != nil {
-			return nil, lerr
-		}
-		err = tx.SelectContext(ctx, &rows, `SELECT webhook_id, count(*) AS n FROM webhook_deliveries
-			WHERE `+in+` AND lease_owner IS NOT NULL AND lease_owner <> $2 AND lease_expires_at >= $3
-			GROUP BY webhook_id`, arg, owner, now)
-	} else {
-		// One probe of the leased index per webhook: "webhook_id = ANY"
-		// with a GROUP BY let the planner walk whole delivery lists.
-		err = tx.SelectContext(ctx, &rows, `SELECT w.id AS webhook_id,
-				(SELECT count(*) FROM webhook_deliveries l
-				 WHERE l.webhook_id = w.id AND l.lease_owner IS NOT NULL AND l.lease_owner <> $2
-				   AND l.lease_expires_at >= now()) AS n
-			FROM unnest($1::text[]) AS w(id)`, webhookIDs, owner)
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]int, len(rows))
-	for _, r := range rows {
-		out[r.WebhookID] = r.N
-	}
-	return out, nil
 }
 
 // shareSlots deals n slots out to hooks (in their order) one at a time,
 // round after round, never giving a webhook more than its limit less what
 // it has in flight. It returns the quota per webhook id, without zeros.
-func shareSlots(hooks []dueWebhook, busy map[string]int, n int, limit func(dueWebhook) int) map[string]int {
+func shareSlots(hooks []driver.DueWebhook, busy map[string]int, n int, limit func(driver.DueWebhook) int) map[string]int {
 	room := make([]int, len(hooks))
 	for i, h := range hooks {
 		room[i] = max(0, limit(h)-busy[h.ID])
@@ -252,79 +142,25 @@ func shareSlots(hooks []dueWebhook, busy map[string]int, n int, limit func(dueWe
 }
 
 // leaseDue leases each webhook's quota of its oldest due, unleased
-// deliveries (on PostgreSQL in one statement, skipping rows another
-// claimer has locked).
-func (d *Dispatcher) leaseDue(ctx context.Context, tx *sqlx.Tx, lite bool, now time.Time, hooks []dueWebhook, quota map[string]int) ([]claimed, error) {
-	var out []claimed
-	byID := make(map[string]dueWebhook, len(hooks))
+// deliveries, the webhooks in the order they are served.
+func (d *Dispatcher) leaseDue(ctx context.Context, tx *sqlx.Tx, now time.Time, hooks []driver.DueWebhook, quota map[string]int) ([]claimed, error) {
+	p := driver.LeaseDue{Now: now, Owner: d.cfg.Owner, Lease: d.cfg.Lease}
+	byID := make(map[string]driver.DueWebhook, len(hooks))
 	for _, h := range hooks {
 		byID[h.ID] = h
-	}
-	if lite {
-		for _, h := range hooks {
-			q := quota[h.ID]
-			if q == 0 {
-				continue
-			}
-			var rows []claimed
-			if err := tx.SelectContext(ctx, &rows, `
-				UPDATE webhook_deliveries SET lease_owner = $4, lease_expires_at = $5
-				WHERE id IN (
-					SELECT c.id FROM webhook_deliveries c
-					WHERE c.webhook_id = $1 AND c.status = 'pending' AND c.next_attempt_at <= $2
-					  AND (c.lease_expires_at IS NULL OR c.lease_expires_at < $2) AND `+feedPayloadReady+`
-					ORDER BY c.next_attempt_at LIMIT $3)
-				RETURNING id, webhook_id, event_id, `+feedPayload("webhook_deliveries")+` AS payload, attempts`, h.ID, now, q, d.cfg.Owner, now.Add(d.cfg.Lease)); err != nil {
-				return nil, err
-			}
-			out = append(out, rows...)
-		}
-	} else {
-		ids := make([]string, 0, len(quota))
-		limits := make([]int32, 0, len(quota))
-		for _, h := range hooks {
-			if q := quota[h.ID]; q > 0 {
-				ids = append(ids, h.ID)
-				limits = append(limits, int32(q))
-			}
-		}
-		if err := tx.SelectContext(ctx, &out, `
-			UPDATE webhook_deliveries d SET lease_owner = $3, lease_expires_at = now() + $4 * interval '1 millisecond'
-			FROM (
-				SELECT x.id FROM unnest($1::text[], $2::int[]) AS q(webhook_id, quota)
-				CROSS JOIN LATERAL (
-					SELECT c.id FROM webhook_deliveries c
-					WHERE c.webhook_id = q.webhook_id AND c.status = 'pending' AND c.next_attempt_at <= now()
-					  AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now()) AND `+feedPayloadReady+`
-					ORDER BY c.next_attempt_at LIMIT q.quota
-					FOR UPDATE OF c SKIP LOCKED) x
-			) pick
-			WHERE d.id = pick.id
-			RETURNING d.id, d.webhook_id, d.event_id, `+feedPayload("d")+` AS payload, d.attempts`, ids, limits, d.cfg.Owner, d.cfg.Lease.Milliseconds()); err != nil {
-			return nil, err
+		if q := quota[h.ID]; q > 0 {
+			p.Quotas = append(p.Quotas, driver.WebhookQuota{WebhookID: h.ID, Quota: q})
 		}
 	}
-	for i := range out {
-		h := byID[out[i].WebhookID]
-		out[i].URL, out[i].Secret, out[i].state = h.URL, h.Secret, h.state()
-	}
-	return out, nil
-}
-
-// renew extends the leases this dispatcher still holds among ids and
-// returns the ids it renewed.
-func (d *Dispatcher) renew(ctx context.Context, ids []string) ([]string, error) {
-	in, arg, err := dialect.InList(d.db, "id", 1, ids)
+	rows, err := d.drv.LeaseDue(ctx, tx, p)
 	if err != nil {
 		return nil, err
 	}
-	var renewed []string
-	if dialect.IsSQLite(d.db) {
-		err = d.db.SelectContext(ctx, &renewed, `UPDATE webhook_deliveries SET lease_expires_at = $3
-			WHERE `+in+` AND lease_owner = $2 AND status = 'pending' RETURNING id`, arg, d.cfg.Owner, dbNow().Add(d.cfg.Lease))
-	} else {
-		err = d.db.SelectContext(ctx, &renewed, `UPDATE webhook_deliveries SET lease_expires_at = now() + $3 * interval '1 millisecond'
-			WHERE `+in+` AND lease_owner = $2 AND status = 'pending' RETURNING id`, arg, d.cfg.Owner, d.cfg.Lease.Milliseconds())
+	out := make([]claimed, len(rows))
+	for i, r := range rows {
+		h := byID[r.WebhookID]
+		out[i] = claimed{ID: r.ID, WebhookID: r.WebhookID, EventID: r.EventID, Payload: r.Payload, Attempts: r.Attempts,
+			URL: h.URL, Secret: h.Secret, state: dueState(h)}
 	}
-	return renewed, err
+	return out, nil
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/driver"
 )
 
 // DefaultSchedule is the wait before each retry, measured from the failure
@@ -119,6 +121,7 @@ func (c *DispatcherConfig) setDefaults() {
 // holds no transaction while sending.
 type Dispatcher struct {
 	db     *sqlx.DB
+	drv    driver.Webhooks
 	cfg    DispatcherConfig
 	policy Policy
 
@@ -147,16 +150,12 @@ type Dispatcher struct {
 	failing map[string]failure
 }
 
-type failure struct {
-	since time.Time
-	err   error
-}
-
-// NewDispatcher prepares a dispatcher; Run starts it.
-func NewDispatcher(db *sqlx.DB, cfg DispatcherConfig) *Dispatcher {
+// NewDispatcher prepares a dispatcher on db, whose statements drv runs;
+// Run starts it.
+func NewDispatcher(db *sqlx.DB, drv driver.Webhooks, cfg DispatcherConfig) *Dispatcher {
 	cfg.setDefaults()
 	return &Dispatcher{
-		db: db, cfg: cfg,
+		db: db, drv: drv, cfg: cfg,
 		policy:       Policy{Schedule: cfg.Schedule, DeactivateAfter: cfg.DeactivateAfter},
 		inflight:     map[string]*flight{},
 		flying:       map[string]int{},
@@ -210,47 +209,6 @@ var (
 	errInterrupted = errors.New("interrupted: the dispatcher is shutting down")
 	errLeaseLost   = errors.New("interrupted: the delivery's lease could not be renewed")
 )
-
-func (d *Dispatcher) failed(stage string, err error) {
-	if d.cfg.OnError != nil {
-		d.cfg.OnError(stage)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f, ok := d.failing[stage]
-	if !ok {
-		f.since = time.Now()
-	}
-	f.err = err
-	d.failing[stage] = f
-}
-
-func (d *Dispatcher) succeeded(stage string) {
-	d.mu.Lock()
-	delete(d.failing, stage)
-	d.mu.Unlock()
-}
-
-// Health reports the stage that has been failing longest without a
-// success in between ("claim", "record" or "renew"), since when, and its
-// last error; an empty stage when everything works. A dispatcher that
-// cannot claim or record sends nothing, though the server and its
-// readiness otherwise look fine: the server reports it in /readyz.
-func (d *Dispatcher) Health() (stage string, since time.Time, err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for st, f := range d.failing {
-		if stage == "" || f.since.Before(since) {
-			stage, since, err = st, f.since, f.err
-		}
-	}
-	return stage, since, err
-}
-
-// leaseMargin is how long before an unrenewed lease runs out its attempt
-// is cut short, so that no other dispatcher can start the same delivery
-// while ours still runs.
-func (d *Dispatcher) leaseMargin() time.Duration { return d.cfg.Lease / 5 }
 
 // Run sends deliveries until ctx ends. Then it claims nothing more, and
 // waits for the attempts in flight to finish and be recorded; Interrupt
@@ -416,152 +374,4 @@ func (d *Dispatcher) forget(batch []result) {
 			d.unrecorded[r.d.WebhookID] = list
 		}
 	}
-}
-
-// renewLeases extends the leases of the attempts in flight every Lease/3,
-// and moves each attempt's cutoff accordingly. An attempt whose lease is
-// no longer ours (another dispatcher took the delivery over) is cut short
-// at once.
-func (d *Dispatcher) renewLeases(ctx context.Context) {
-	t := time.NewTicker(d.cfg.Lease / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		d.mu.Lock()
-		ids := make([]string, 0, len(d.inflight))
-		for id := range d.inflight {
-			ids = append(ids, id)
-		}
-		d.mu.Unlock()
-		if len(ids) == 0 {
-			continue
-		}
-		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, d.cfg.Lease/3)
-		renewed, err := d.renew(rctx, ids)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				d.failed("renew", err)
-				d.cfg.Logger.Warn("webhooks: renewing leases failed; attempts stop before their leases run out", "error", err, "count", len(ids))
-			}
-			continue
-		}
-		d.succeeded("renew")
-		kept := make(map[string]bool, len(renewed))
-		for _, id := range renewed {
-			kept[id] = true
-		}
-		until := start.Add(d.cfg.Lease - d.leaseMargin())
-		d.mu.Lock()
-		for _, id := range ids {
-			f, ok := d.inflight[id]
-			if !ok {
-				continue
-			}
-			if !kept[id] {
-				f.cancel(errLeaseLost)
-				continue
-			}
-			f.cutoff.Reset(time.Until(until))
-		}
-		d.mu.Unlock()
-	}
-}
-
-// record writes outcomes in batches: one transaction for whatever results
-// have arrived, so recording keeps up with many concurrent attempts.
-func (d *Dispatcher) record() {
-	for first := range d.results {
-		batch := []result{first}
-	drain:
-		for len(batch) < 256 {
-			select {
-			case r, ok := <-d.results:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		for {
-			err := d.recordBatch(batch)
-			if err == nil {
-				d.succeeded("record")
-				d.forget(batch)
-				select {
-				case d.recorded <- struct{}{}:
-				default:
-				}
-				break
-			}
-			select {
-			case <-d.interrupted:
-				// Shutting down: the leases run out and another dispatcher
-				// sends these deliveries again (same webhook-id).
-				d.cfg.Logger.Error("webhooks: outcomes not recorded at shutdown; the deliveries will be sent again", "error", err, "count", len(batch))
-				d.forget(batch)
-				batch = nil
-			default:
-				// The database is away. Keep the outcomes and try again:
-				// the leases keep other dispatchers off these deliveries
-				// meanwhile (renewals fail too, so no new attempt starts
-				// for them here).
-				d.failed("record", err)
-				d.cfg.Logger.Error("webhooks: recording attempts failed; retrying", "error", err, "count", len(batch))
-				t := time.NewTimer(time.Second)
-				select {
-				case <-t.C:
-				case <-d.interrupted:
-				}
-				t.Stop()
-				continue
-			}
-			break
-		}
-		if d.cfg.OnOutcome != nil {
-			for _, r := range batch {
-				d.cfg.OnOutcome(d.outcomeLabel(r))
-			}
-		}
-	}
-}
-
-func (d *Dispatcher) outcomeLabel(r result) string {
-	switch r.outcome {
-	case Delivered:
-		return StatusDelivered
-	case Interrupted:
-		return "interrupted"
-	}
-	if r.d.Attempts < len(d.cfg.Schedule) {
-		return "retry"
-	}
-	return StatusFailed
-}
-
-// customPlans sets up a dispatcher transaction on PostgreSQL.
-//
-// Its statements are planned with their actual parameters: a cached
-// generic plan made while the deliveries table was small would scan it (see
-// projections.customPlans).
-//
-// And its commit does not wait for the WAL flush (synchronous_commit off).
-// Claims and outcomes are the dispatcher's bookkeeping, and at-least-once
-// delivery already covers losing the last few of them when PostgreSQL
-// itself crashes: a lost lease or a lost "delivered" leaves the delivery
-// pending, and it is sent again with the same webhook-id. Waiting for the
-// flush made every claim and every record queue behind the disk, which
-// halved the delivery rate while a checkpoint was writing. The fan-out,
-// which creates deliveries, keeps durable commits: a delivery is never lost.
-func customPlans(ctx context.Context, tx *sqlx.Tx) error {
-	_, err := tx.ExecContext(ctx, `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-		set_config('synchronous_commit', 'off', true)`)
-	return err
 }

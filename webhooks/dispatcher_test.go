@@ -59,7 +59,7 @@ func (e *endpoint) counts() (total int, ids map[string]int) {
 // seedDeliveries stores a webhook for url and n pending deliveries due now.
 func seedDeliveries(t *testing.T, s *testdb.Schema, url string, n int) string {
 	t.Helper()
-	st := &Store{DB: s.DB, AllowPrivate: true}
+	st := &Store{DB: s.DB, Driver: s.Driver, AllowPrivate: true}
 	w, err := st.Create(context.Background(), "org_d", CreateInput{URL: url, Events: []string{"*"}})
 	if err != nil {
 		t.Fatal(err)
@@ -132,8 +132,8 @@ func TestTwoDispatchersNeverSendTwice(t *testing.T) {
 		t.Cleanup(func() { db.Close() })
 		other = db.Write
 	}
-	a := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Concurrency: 8, PollInterval: 5 * time.Millisecond})
-	b := NewDispatcher(other, DispatcherConfig{Sender: sender, Concurrency: 8, PollInterval: 5 * time.Millisecond})
+	a := NewDispatcher(s.DB, s.Driver, DispatcherConfig{Sender: sender, Concurrency: 8, PollInterval: 5 * time.Millisecond})
+	b := NewDispatcher(other, s.Driver, DispatcherConfig{Sender: sender, Concurrency: 8, PollInterval: 5 * time.Millisecond})
 	stopA, stopB := runDispatcher(a), runDispatcher(b)
 	eventually(t, "every delivery delivered", func() bool { return statusCount(t, s, StatusDelivered) == n })
 	stopA()
@@ -185,7 +185,7 @@ func TestDeliveryOfACrashedDispatcherIsTakenOverWithinTheLease(t *testing.T) {
 	seedDeliveries(t, s, ep.URL, 1)
 	sender := NewSender(SenderConfig{AllowPrivate: true, Timeout: time.Minute})
 	deadDB, crash := otherProcess(t, s)
-	dead := NewDispatcher(deadDB, DispatcherConfig{Sender: sender, Lease: 500 * time.Millisecond, PollInterval: 5 * time.Millisecond, Owner: "dead", Logger: quietLogger()})
+	dead := NewDispatcher(deadDB, s.Driver, DispatcherConfig{Sender: sender, Lease: 500 * time.Millisecond, PollInterval: 5 * time.Millisecond, Owner: "dead", Logger: quietLogger()})
 	deadCtx, kill := context.WithCancel(context.Background())
 	deadDone := make(chan struct{})
 	go func() { defer close(deadDone); _ = dead.Run(deadCtx) }()
@@ -193,7 +193,7 @@ func TestDeliveryOfACrashedDispatcherIsTakenOverWithinTheLease(t *testing.T) {
 	crash() // the process is gone: no renewals, no recording
 	kill()
 
-	heir := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Lease: 500 * time.Millisecond, PollInterval: 5 * time.Millisecond, Owner: "heir"})
+	heir := NewDispatcher(s.DB, s.Driver, DispatcherConfig{Sender: sender, Lease: 500 * time.Millisecond, PollInterval: 5 * time.Millisecond, Owner: "heir"})
 	stop := runDispatcher(heir)
 	defer stop()
 	eventually(t, "the delivery taken over", func() bool { return statusCount(t, s, StatusDelivered) == 1 })
@@ -222,8 +222,8 @@ func TestLeaseIsRenewedWhileTheAttemptRuns(t *testing.T) {
 	// cut the attempt short (the cutoff is at four fifths of it).
 	const lease = time.Second
 	otherDB, _ := otherProcess(t, s)
-	a := NewDispatcher(s.DB, DispatcherConfig{Sender: sender, Lease: lease, PollInterval: 5 * time.Millisecond, Owner: "a"})
-	b := NewDispatcher(otherDB, DispatcherConfig{Sender: sender, Lease: lease, PollInterval: 5 * time.Millisecond, Owner: "b"})
+	a := NewDispatcher(s.DB, s.Driver, DispatcherConfig{Sender: sender, Lease: lease, PollInterval: 5 * time.Millisecond, Owner: "a"})
+	b := NewDispatcher(otherDB, s.Driver, DispatcherConfig{Sender: sender, Lease: lease, PollInterval: 5 * time.Millisecond, Owner: "b"})
 	stopA := runDispatcher(a)
 	defer stopA()
 	eventually(t, "the first attempt to reach the endpoint", func() bool { total, _ := ep.counts(); return total == 1 })
@@ -257,8 +257,8 @@ func TestOutcomeAfterTheLeaseWasLostDoesNotCount(t *testing.T) {
 	s := testdb.New(t)
 	hook := seedDeliveries(t, s, "http://127.0.0.1:9/", 1)
 	ctx := context.Background()
-	a := NewDispatcher(s.DB, DispatcherConfig{Owner: "a", Lease: time.Second})
-	b := NewDispatcher(s.DB, DispatcherConfig{Owner: "b", Lease: time.Second})
+	a := NewDispatcher(s.DB, s.Driver, DispatcherConfig{Owner: "a", Lease: time.Second})
+	b := NewDispatcher(s.DB, s.Driver, DispatcherConfig{Owner: "b", Lease: time.Second})
 	got, err := a.claim(ctx, 1)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("a claims: %v %v", got, err)
@@ -348,7 +348,7 @@ func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
 	healthy := newEndpoint(t, nil)
 	seedDeliveries(t, s, slow.URL, 100)
 	fast := seedDeliveries(t, s, healthy.URL, 50)
-	d := NewDispatcher(s.DB, DispatcherConfig{
+	d := NewDispatcher(s.DB, s.Driver, DispatcherConfig{
 		Sender:      NewSender(SenderConfig{AllowPrivate: true, Timeout: time.Minute}),
 		Concurrency: 16, PerEndpoint: 4, PollInterval: 5 * time.Millisecond,
 	})
@@ -451,13 +451,13 @@ func TestDeactivationIsExact(t *testing.T) {
 				if i > 0 {
 					db, _ = otherProcess(t, s)
 				}
-				defer runDispatcher(NewDispatcher(db, cfg))()
+				defer runDispatcher(NewDispatcher(db, s.Driver, cfg))()
 			}
 			eventually(t, "the webhook switched off", func() bool { return switchedOffAndQuiet(t, s, hook) })
 			if n := attemptsOf(t, s, hook); n != 10 {
 				t.Fatalf("switched off after %d failed attempts, want exactly 10", n)
 			}
-			st := &Store{DB: s.DB, AllowPrivate: true}
+			st := &Store{DB: s.DB, Driver: s.Driver, AllowPrivate: true}
 			if _, err := st.Update(context.Background(), "org_d", hook, Patch{Active: domain.Opt[bool]{Set: true, Value: true}}); err != nil {
 				t.Fatal(err)
 			}
@@ -484,9 +484,9 @@ func TestFailingWebhookIsProbedOncePerFirstRetryStep(t *testing.T) {
 		Schedule:        []time.Duration{step, step, step, step, step},
 		DeactivateAfter: 6, Concurrency: 64, PerEndpoint: 2, PollInterval: 5 * time.Millisecond,
 	}
-	defer runDispatcher(NewDispatcher(s.DB, cfg))()
+	defer runDispatcher(NewDispatcher(s.DB, s.Driver, cfg))()
 	db, _ := otherProcess(t, s)
-	defer runDispatcher(NewDispatcher(db, cfg))()
+	defer runDispatcher(NewDispatcher(db, s.Driver, cfg))()
 	eventually(t, "the webhook switched off", func() bool { return switchedOffAndQuiet(t, s, hook) })
 	var at []time.Time
 	if err := s.DB.Select(&at, `SELECT a.attempted_at FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
@@ -527,7 +527,7 @@ func TestDeliveryBodyComesFromTheEventFeed(t *testing.T) {
 		VALUES ('dlv_feed', $1, 'org_d', 'evt_feed', 'lead.created', '', 'pending', $2, $2, $2)`, hook, now); err != nil {
 		t.Fatal(err)
 	}
-	stop := runDispatcher(NewDispatcher(s.DB, DispatcherConfig{
+	stop := runDispatcher(NewDispatcher(s.DB, s.Driver, DispatcherConfig{
 		Sender: NewSender(SenderConfig{AllowPrivate: true}), PollInterval: 5 * time.Millisecond,
 	}))
 	defer stop()
@@ -564,7 +564,7 @@ func TestDispatcherReportsFailingClaims(t *testing.T) {
 	crash() // every statement on db now fails
 	var mu sync.Mutex
 	errs := map[string]int{}
-	d := NewDispatcher(db, DispatcherConfig{PollInterval: 5 * time.Millisecond, Logger: quietLogger(),
+	d := NewDispatcher(db, s.Driver, DispatcherConfig{PollInterval: 5 * time.Millisecond, Logger: quietLogger(),
 		OnError: func(stage string) { mu.Lock(); errs[stage]++; mu.Unlock() }})
 	stop := runDispatcher(d)
 	defer stop()
@@ -578,7 +578,7 @@ func TestDispatcherReportsFailingClaims(t *testing.T) {
 func TestDispatcherHealthyAfterASuccess(t *testing.T) {
 	t.Parallel()
 	s := testdb.New(t)
-	d := NewDispatcher(s.DB, DispatcherConfig{PollInterval: 5 * time.Millisecond})
+	d := NewDispatcher(s.DB, s.Driver, DispatcherConfig{PollInterval: 5 * time.Millisecond})
 	d.failed("claim", fmt.Errorf("boom"))
 	if stage, _, _ := d.Health(); stage != "claim" {
 		t.Fatalf("after a failure Health() stage = %q", stage)

@@ -18,7 +18,8 @@
 // Retry state lives only in the database; nothing is lost on a restart.
 //
 // The tables live in PostgreSQL or, in the embedded mode, in the SQLite
-// file next to the events (migrations/sqlite/0003_webhooks.sql). Statements
-// are shared where the two agree; the few that differ (arrays, row locks)
-// are chosen per dialect, and times are passed in from Go.
+// file next to the events (migrations/sqlite/0003_webhooks.sql). This
+// package decides what to store and when; the statements are the driver's
+// (driver.Webhooks, one implementation per database), and times are passed
+// in from Go.
 package webhooks

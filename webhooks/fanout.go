@@ -11,9 +11,9 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore"
-	"github.com/salesos/salesos/internal/dialect"
 	"github.com/salesos/salesos/projections"
 )
 
@@ -28,6 +28,8 @@ type FanOut struct {
 	// Streams reads earlier events of a record when a batch starts in the
 	// middle of its stream (the payload carries the whole record).
 	Streams eventstore.StreamReader
+	// Driver stores the feed and the deliveries.
+	Driver driver.Webhooks
 }
 
 // Name implements projections.Projection.
@@ -36,13 +38,8 @@ func (FanOut) Name() string { return FanOutName }
 // Reset implements projections.Projection. Only the feed is rebuilt:
 // deliveries already made are history, and re-sending every event to every
 // endpoint on a rebuild would be a surprise to every receiver.
-func (FanOut) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	q := `TRUNCATE event_feed`
-	if dialect.IsSQLite(tx) {
-		q = `DELETE FROM event_feed` // SQLite has no TRUNCATE
-	}
-	_, err := tx.ExecContext(ctx, q)
-	return err
+func (f FanOut) Reset(ctx context.Context, tx *sqlx.Tx) error {
+	return f.Driver.ResetFeed(ctx, tx)
 }
 
 // Payload is the body of a webhook and of an event-feed item.
@@ -57,47 +54,8 @@ type Payload struct {
 	} `json:"data"`
 }
 
-type feedRow struct {
-	Position   int64     `json:"position"`
-	EventID    string    `json:"event_id"`
-	OrgID      string    `json:"org_id"`
-	Type       string    `json:"type"`
-	OccurredAt time.Time `json:"occurred_at"`
-	Payload    string    `json:"payload"`
-}
-
-// deliveryRow is a delivery the fan-out creates. It carries no payload of
-// its own: its payload column is left empty, which means "the event
-// feed's row with the same event_id" (feedPayload). The body was stored
-// once per webhook before, and with many webhooks per organization those
-// copies were most of what the fan-out, and every lease and outcome
-// rewriting the row, had to write.
-type deliveryRow struct {
-	ID        string    `json:"id"`
-	WebhookID string    `json:"webhook_id"`
-	OrgID     string    `json:"org_id"`
-	EventID   string    `json:"event_id"`
-	EventType string    `json:"event_type"`
-	Now       time.Time `json:"now"`
-}
-
-// feedPayload is the SQL for the body of the delivery named d (an alias or
-// the table's name): its own payload (a test event, or a delivery made
-// before deliveries shared the feed's), or else the event feed's. NULL
-// while the feed is being rebuilt, and such a delivery is not claimed until
-// it is back (feedPayloadReady).
-func feedPayload(d string) string {
-	return `COALESCE(NULLIF(` + d + `.payload, ''), (SELECT f.payload FROM event_feed f WHERE f.event_id = ` + d + `.event_id))`
-}
-
-// feedPayloadReady is the condition that the body of delivery c exists.
-const feedPayloadReady = `(c.payload <> '' OR EXISTS (SELECT 1 FROM event_feed f WHERE f.event_id = c.event_id))`
-
-type subscription struct {
-	ID       string     `db:"id"`
-	OrgID    string     `db:"org_id"`
-	Patterns stringList `db:"events"`
-}
+// A delivery the fan-out creates carries no payload of its own: it
+// shares the event feed's (see driver.NewDelivery).
 
 // Apply implements projections.Projection.
 func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error {
@@ -113,96 +71,32 @@ func (f FanOut) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Reco
 			orgList = append(orgList, p.row.OrgID)
 		}
 	}
-	inOrgs, orgsArg, err := dialect.InList(tx, "org_id", 1, orgList)
+	subs, err := f.Driver.ListSubscriptions(ctx, tx, orgList)
 	if err != nil {
-		return err
-	}
-	var subs []subscription
-	if err := tx.SelectContext(ctx, &subs, `SELECT id, org_id, `+eventsColumn(tx)+` FROM webhooks
-		WHERE `+inOrgs+` AND active AND deleted_at IS NULL`, orgsArg); err != nil {
 		return fmt.Errorf("load webhooks: %w", err)
 	}
-	byOrg := map[string][]subscription{}
+	byOrg := map[string][]driver.Subscription{}
 	for _, s := range subs {
 		byOrg[s.OrgID] = append(byOrg[s.OrgID], s)
 	}
 	now := dbNow()
-	feed := make([]feedRow, 0, len(payloads))
-	var deliveries []deliveryRow
+	feed := make([]driver.FeedRow, 0, len(payloads))
+	var deliveries []driver.NewDelivery
 	for _, p := range payloads {
 		feed = append(feed, p.row)
 		for _, s := range byOrg[p.row.OrgID] {
 			if Matches(s.Patterns, p.row.Type) {
-				deliveries = append(deliveries, deliveryRow{
+				deliveries = append(deliveries, driver.NewDelivery{
 					ID: newID("dlv"), WebhookID: s.ID, OrgID: p.row.OrgID, EventID: p.row.EventID,
 					EventType: p.row.Type, Now: now,
 				})
 			}
 		}
 	}
-	if dialect.IsSQLite(tx) {
-		return insertFanOutSQLite(ctx, tx, feed, deliveries)
-	}
-	raw, err := json.Marshal(feed)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO event_feed (position, event_id, org_id, type, occurred_at, payload)
-		SELECT position, event_id, org_id, type, occurred_at, payload
-		FROM json_to_recordset($1::json) AS x(position bigint, event_id text, org_id text, type text, occurred_at timestamptz, payload text)
-		ON CONFLICT (position) DO NOTHING`, string(raw)); err != nil {
-		return fmt.Errorf("insert event feed: %w", err)
-	}
-	if len(deliveries) == 0 {
-		return nil
-	}
-	if raw, err = json.Marshal(deliveries); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
-		SELECT id, webhook_id, org_id, event_id, event_type, '', 'pending', now, now, now
-		FROM json_to_recordset($1::json) AS x(id text, webhook_id text, org_id text, event_id text, event_type text, now timestamptz)
-		ON CONFLICT (webhook_id, event_id) DO NOTHING`, string(raw)); err != nil {
-		return fmt.Errorf("insert deliveries: %w", err)
-	}
-	return nil
+	return f.Driver.InsertFeedAndDeliveries(ctx, tx, feed, deliveries)
 }
 
-// insertFanOutSQLite writes the rows one statement each: SQLite has no
-// json_to_recordset, and a prepared statement run in-process per row costs
-// about what one set-based statement does.
-func insertFanOutSQLite(ctx context.Context, tx *sqlx.Tx, feed []feedRow, deliveries []deliveryRow) error {
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO event_feed (position, event_id, org_id, type, occurred_at, payload)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (position) DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("insert event feed: %w", err)
-	}
-	defer ins.Close()
-	for _, f := range feed {
-		if _, err := ins.ExecContext(ctx, f.Position, f.EventID, f.OrgID, f.Type, f.OccurredAt.UTC(), f.Payload); err != nil {
-			return fmt.Errorf("insert event feed: %w", err)
-		}
-	}
-	if len(deliveries) == 0 {
-		return nil
-	}
-	ins, err = tx.PrepareContext(ctx, `INSERT INTO webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload, status, next_attempt_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, '', 'pending', $6, $6, $6) ON CONFLICT (webhook_id, event_id) DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("insert deliveries: %w", err)
-	}
-	defer ins.Close()
-	for _, d := range deliveries {
-		if _, err := ins.ExecContext(ctx, d.ID, d.WebhookID, d.OrgID, d.EventID, d.EventType, d.Now); err != nil {
-			return fmt.Errorf("insert deliveries: %w", err)
-		}
-	}
-	return nil
-}
-
-type payloadOut struct{ row feedRow }
+type payloadOut struct{ row driver.FeedRow }
 
 // payloads builds the webhook body of every lead and deal event in the
 // batch: the record after the event, and the fields it changed.
@@ -281,7 +175,7 @@ func (f FanOut) payloads(ctx context.Context, events []eventstore.RecordedEvent)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, payloadOut{row: feedRow{
+			out = append(out, payloadOut{row: driver.FeedRow{
 				Position: int64(e.Position), EventID: p.ID, OrgID: p.OrgID, Type: p.Type, OccurredAt: p.OccurredAt, Payload: string(body),
 			}})
 		}

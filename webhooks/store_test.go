@@ -22,7 +22,7 @@ import (
 	"github.com/salesos/salesos/internal/testdb"
 )
 
-func newStore(s *testdb.Schema) *Store { return &Store{DB: s.DB, AllowPrivate: true} }
+func newStore(s *testdb.Schema) *Store { return &Store{DB: s.DB, Driver: s.Driver, AllowPrivate: true} }
 
 func mustCreate(t *testing.T, st *Store, org, url string, events ...string) Webhook {
 	t.Helper()
@@ -227,7 +227,7 @@ func TestFanOutAndEventFeed(t *testing.T) {
 	other := mustCreate(t, st, "org_b", "https://example.com/b", "*")
 
 	h := &history{streams: streams{}}
-	f := FanOut{Streams: h.streams}
+	f := FanOut{Streams: h.streams, Driver: s.Driver}
 	lead := envelope.LeadStream("lead_1")
 	first := []eventstore.RecordedEvent{
 		h.add(t, lead, "org_a", domain.LeadCreated{ID: "lead_1", Name: "Ada", Status: domain.LeadStatusNew}),
@@ -329,7 +329,7 @@ func statusEndpoint(t *testing.T, code *atomic.Int32) *httptest.Server {
 }
 
 func fastDispatcher(s *testdb.Schema, deactivateAfter int) *Dispatcher {
-	return NewDispatcher(s.DB, DispatcherConfig{
+	return NewDispatcher(s.DB, s.Driver, DispatcherConfig{
 		Sender:          NewSender(SenderConfig{AllowPrivate: true}),
 		Schedule:        []time.Duration{time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond, 4 * time.Millisecond, 5 * time.Millisecond},
 		DeactivateAfter: deactivateAfter,
