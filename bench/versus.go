@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/salesos/salesos/app"
 )
 
 // runVersusPeer drives SalesOS and the plain CRUD peer (peer.go) with the
@@ -28,7 +30,12 @@ func runVersusPeer(ctx context.Context, o *options, t *target) error {
 			logf("versus: serve: %v", cerr)
 		}
 	}()
-	p, err := startPeer(ctx, dbURL, int32(s.app.Config.DBMaxConns))
+	// The peer gets as many connections as SalesOS's pool.
+	conns := s.app.Config.DBMaxConns
+	if conns == 0 {
+		conns = app.DefaultConfig().DBMaxConns
+	}
+	p, err := startPeer(ctx, dbURL, int32(conns))
 	if err != nil {
 		return fmt.Errorf("start peer: %w", err)
 	}

@@ -50,7 +50,7 @@ request = function()
   local id = math.random(1, 1000000000)
   local body = string.format('{"name":"Lead %d","email":"lead.%d@example.com","phone":"+1 415 555 0100","company":"Acme","title":"CTO","source":"web","owner_id":"user_%03d","custom_fields":{"industry":"saas","employees":%d}}',
     id, id, n % 200, 50 + n % 5000)
-  return wrk.format(nil, nil, nil, body)
+  return wrk.format("POST", "/v1/leads", nil, body)
 end
 `
 
