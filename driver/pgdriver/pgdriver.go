@@ -1,12 +1,18 @@
 // Package pgdriver is the PostgreSQL implementation of driver.Driver.
 package pgdriver
 
-import "github.com/salesos/salesos/driver"
+import (
+	"github.com/salesos/salesos/driver"
+	"github.com/salesos/salesos/driver/sqlshared"
+)
 
 // Driver implements driver.Driver on PostgreSQL (database/sql driver
 // "pgx"). It holds no state: every operation runs on the Executor it is
 // given.
-type Driver struct{}
+type Driver struct {
+	// The statements that are the same on every database.
+	sqlshared.Statements
+}
 
 var _ driver.Driver = Driver{}
 

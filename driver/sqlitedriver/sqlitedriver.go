@@ -3,12 +3,18 @@
 // opened: one writer connection, a read-only pool).
 package sqlitedriver
 
-import "github.com/salesos/salesos/driver"
+import (
+	"github.com/salesos/salesos/driver"
+	"github.com/salesos/salesos/driver/sqlshared"
+)
 
 // Driver implements driver.Driver on SQLite (database/sql driver
 // "sqlite", modernc.org/sqlite). It holds no state: every operation runs
 // on the Executor it is given.
-type Driver struct{}
+type Driver struct {
+	// The statements that are the same on every database.
+	sqlshared.Statements
+}
 
 var _ driver.Driver = Driver{}
 

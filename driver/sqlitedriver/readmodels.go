@@ -1,0 +1,132 @@
+package sqlitedriver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/driver"
+	"github.com/salesos/salesos/driver/sqlshared"
+	"github.com/salesos/salesos/eventstore/sqlite"
+)
+
+// SQLite stores a deal's amount and date as text already
+// (migrations/sqlite/0002_read_models.sql), so deals are selected by their
+// plain columns.
+const (
+	leadColumns = sqlshared.LeadColumns
+	dealColumns = sqlshared.DealColumns
+)
+
+// inIDs is the condition "id is one of $1" and its argument: SQLite has no
+// arrays, so the list travels as a JSON array read with json_each.
+func inIDs(ids []string) (string, any, error) {
+	raw, err := json.Marshal(ids)
+	return `id IN (SELECT value FROM json_each($1))`, string(raw), err
+}
+
+// LoadLeads implements driver.LeadRows.
+func (Driver) LoadLeads(ctx context.Context, e driver.Executor, ids []string) ([]driver.LeadRow, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	q, arg, err := inIDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []driver.LeadRow
+	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT `+leadColumns+` FROM leads WHERE `+q, arg); err != nil {
+		return nil, fmt.Errorf("load leads: %w", err)
+	}
+	return rows, nil
+}
+
+// UpsertLeads implements driver.LeadRows with a prepared statement per row
+// (see writer.go): a loaded row has only its changed columns updated.
+func (Driver) UpsertLeads(ctx context.Context, tx *sqlx.Tx, writes []driver.LeadWrite) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	w := newLiteWriter(liteLeads, tx)
+	defer w.close()
+	for i := range writes {
+		var before []any
+		if writes[i].Before != nil {
+			before = leadValues(writes[i].Before)
+		}
+		w.add(before, leadValues(&writes[i].After))
+	}
+	return w.flush(ctx)
+}
+
+// ListLeads implements driver.LeadRows.
+func (Driver) ListLeads(ctx context.Context, e driver.Executor, l driver.LeadList) ([]driver.LeadRow, error) {
+	w := where()
+	w.LeadConds(l)
+	var rows []driver.LeadRow
+	err := sqlx.SelectContext(ctx, e, &rows, w.Query(`SELECT `+leadColumns+` FROM leads`, l.Limit), w.Args()...)
+	return rows, err
+}
+
+// where builds list queries. SQLite has no ILIKE, and its LIKE ignores the
+// case of ASCII letters only: both sides go through the fold function the
+// SQLite package registers (the pattern is lower-cased before it is
+// escaped), and the escape character is spelled out.
+func where() *sqlshared.Where {
+	return &sqlshared.Where{
+		ILike: func(col string) string { return sqlite.FoldFunc + `(` + col + `) LIKE ? ESCAPE '\'` },
+		Fold:  strings.ToLower,
+	}
+}
+
+// LoadDeals implements driver.DealRows.
+func (Driver) LoadDeals(ctx context.Context, e driver.Executor, ids []string) ([]driver.DealRow, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	q, arg, err := inIDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []driver.DealRow
+	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT `+dealColumns+` FROM deals WHERE `+q, arg); err != nil {
+		return nil, fmt.Errorf("load deals: %w", err)
+	}
+	return rows, nil
+}
+
+// UpsertDeals implements driver.DealRows; see UpsertLeads.
+func (Driver) UpsertDeals(ctx context.Context, tx *sqlx.Tx, writes []driver.DealWrite) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	w := newLiteWriter(liteDeals, tx)
+	defer w.close()
+	for i := range writes {
+		var before []any
+		if writes[i].Before != nil {
+			before = dealValues(writes[i].Before)
+		}
+		w.add(before, dealValues(&writes[i].After))
+	}
+	return w.flush(ctx)
+}
+
+// GetDeal implements driver.DealRows.
+func (Driver) GetDeal(ctx context.Context, e driver.Executor, id string) (driver.DealRow, error) {
+	var r driver.DealRow
+	err := sqlx.GetContext(ctx, e, &r, `SELECT `+dealColumns+` FROM deals WHERE id = $1`, id)
+	return r, err
+}
+
+// ListDeals implements driver.DealRows.
+func (Driver) ListDeals(ctx context.Context, e driver.Executor, l driver.DealList) ([]driver.DealRow, error) {
+	w := where()
+	w.DealConds(l)
+	var rows []driver.DealRow
+	err := sqlx.SelectContext(ctx, e, &rows, w.Query(`SELECT `+dealColumns+` FROM deals`, l.Limit), w.Args()...)
+	return rows, err
+}
