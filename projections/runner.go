@@ -2,17 +2,17 @@
 //
 // Each projection is a Watermill handler on a Router of its own, under its
 // own supervisor (Runner.supervise), so one that fails is started again by
-// itself while the others run. Its subscriber reads
-// the event store from the projection's checkpoint and hands the handler
-// whole batches; the handler applies a batch (through the database's
-// driver.Driver: set-based SQL on PostgreSQL, prepared per-row statements
-// on SQLite) and moves the checkpoint in the same transaction. An event that cannot be applied is parked rather than
-// failing its batch forever (see parking.go). So a crash at any point either
-// keeps the whole batch or none of it, and replaying a batch that was
-// already applied changes nothing (events at or below the checkpoint are
-// skipped). Among several API instances one runs each projection at a time
-// (the driver's leader lock: an advisory lock on PostgreSQL, none on SQLite);
-// the others stand by.
+// itself while the others run. Its subscriber reads the event store from
+// the projection's checkpoint and hands the handler whole batches; the
+// handler applies a batch (through the database's driver.Driver: set-based
+// SQL on PostgreSQL, prepared per-row statements on SQLite) and moves the
+// checkpoint in the same transaction. An event that cannot be applied is
+// parked rather than failing its batch forever (see parking.go). So a crash
+// at any point either keeps the whole batch or none of it, and replaying a
+// batch that was already applied changes nothing (events at or below the
+// checkpoint are skipped). Among several API instances one runs each
+// projection at a time (the driver's leader lock: an advisory lock on
+// PostgreSQL, none on SQLite); the others stand by.
 //
 // The same code runs on PostgreSQL and on the embedded SQLite file: every
 // statement goes through a driver.Driver, and this package never asks which

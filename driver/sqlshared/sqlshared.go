@@ -2,7 +2,9 @@
 // same on PostgreSQL and SQLite ("$1" placeholders bind by number on both,
 // ON CONFLICT and RETURNING work on both, times come from Go). Both
 // drivers embed Statements and declare only the operations whose SQL
-// differs; the rest of the code reaches these through a driver.Driver.
+// differs. The rest of the code reaches these through a driver.Driver;
+// only projections.ListParked, kept for callers with no driver at hand,
+// calls Statements directly.
 package sqlshared
 
 import (
