@@ -98,10 +98,11 @@ func (p Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recor
 			existing = append(existing, id)
 		}
 	}
-	current, err := loadDealRows(ctx, tx, p.Driver, existing)
+	loaded, err := p.Driver.LoadDeals(ctx, tx, existing)
 	if err != nil {
 		return err
 	}
+	current := indexByID(loaded, func(r *driver.DealRow) string { return r.ID })
 	writes := make([]driver.DealWrite, 0, len(order)) // see Leads.ApplyPrepared
 	for _, id := range order {
 		stored, ok := current[id]
@@ -131,20 +132,4 @@ func (p Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recor
 		writes = append(writes, w)
 	}
 	return p.Driver.UpsertDeals(ctx, tx, writes)
-}
-
-// loadDealRows reads the stored rows of ids, by id.
-func loadDealRows(ctx context.Context, tx *sqlx.Tx, d driver.Driver, ids []string) (map[string]driver.DealRow, error) {
-	if len(ids) == 0 {
-		return map[string]driver.DealRow{}, nil
-	}
-	rows, err := d.LoadDeals(ctx, tx, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]driver.DealRow, len(rows))
-	for _, r := range rows {
-		out[r.ID] = r
-	}
-	return out, nil
 }

@@ -148,10 +148,11 @@ func (l Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, aft
 			existing = append(existing, id)
 		}
 	}
-	current, err := loadLeadRows(ctx, tx, l.Driver, existing)
+	loaded, err := l.Driver.LoadLeads(ctx, tx, existing)
 	if err != nil {
 		return err
 	}
+	current := indexByID(loaded, func(r *driver.LeadRow) string { return r.ID })
 	// The stored row goes along with its new state: a driver may write only
 	// the columns that changed (SQLite does).
 	writes := make([]driver.LeadWrite, 0, len(order))
@@ -186,20 +187,14 @@ func (l Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, aft
 	return l.Driver.UpsertLeads(ctx, tx, writes)
 }
 
-// loadLeadRows reads the stored rows of ids, by id.
-func loadLeadRows(ctx context.Context, tx *sqlx.Tx, d driver.Driver, ids []string) (map[string]driver.LeadRow, error) {
-	if len(ids) == 0 {
-		return map[string]driver.LeadRow{}, nil
+// indexByID indexes rows (as a driver's LoadLeads or LoadDeals returns
+// them) by their id.
+func indexByID[R any](rows []R, id func(*R) string) map[string]R {
+	out := make(map[string]R, len(rows))
+	for i := range rows {
+		out[id(&rows[i])] = rows[i]
 	}
-	rows, err := d.LoadLeads(ctx, tx, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]driver.LeadRow, len(rows))
-	for _, r := range rows {
-		out[r.ID] = r
-	}
-	return out, nil
+	return out
 }
 
 // decoded is a batch's events of one record kind, grouped by record id in

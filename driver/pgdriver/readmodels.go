@@ -25,14 +25,7 @@ const (
 
 // LoadLeads implements driver.LeadRows.
 func (Driver) LoadLeads(ctx context.Context, e driver.Executor, ids []string) ([]driver.LeadRow, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	var rows []driver.LeadRow
-	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT `+leadColumns+` FROM leads WHERE id = ANY($1)`, ids); err != nil {
-		return nil, fmt.Errorf("load leads: %w", err)
-	}
-	return rows, nil
+	return sqlshared.Load[driver.LeadRow](ctx, e, "load leads", `SELECT `+leadColumns+` FROM leads WHERE id = ANY($1)`, ids, nil)
 }
 
 // UpsertLeads implements driver.LeadRows with one statement for the whole
@@ -80,9 +73,7 @@ func (Driver) UpsertLeads(ctx context.Context, tx *sqlx.Tx, writes []driver.Lead
 func (Driver) ListLeads(ctx context.Context, e driver.Executor, l driver.LeadList) ([]driver.LeadRow, error) {
 	w := where()
 	w.LeadConds(l)
-	var rows []driver.LeadRow
-	err := sqlx.SelectContext(ctx, e, &rows, w.Query(`SELECT `+leadColumns+` FROM leads`, l.Limit), w.Args()...)
-	return rows, err
+	return sqlshared.List[driver.LeadRow](ctx, e, w, `SELECT `+leadColumns+` FROM leads`, l.Limit)
 }
 
 func where() *sqlshared.Where {
@@ -91,14 +82,7 @@ func where() *sqlshared.Where {
 
 // LoadDeals implements driver.DealRows.
 func (Driver) LoadDeals(ctx context.Context, e driver.Executor, ids []string) ([]driver.DealRow, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	var rows []driver.DealRow
-	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT `+dealSelect+` FROM deals WHERE id = ANY($1)`, ids); err != nil {
-		return nil, fmt.Errorf("load deals: %w", err)
-	}
-	return rows, nil
+	return sqlshared.Load[driver.DealRow](ctx, e, "load deals", `SELECT `+dealSelect+` FROM deals WHERE id = ANY($1)`, ids, nil)
 }
 
 // dealJSON is a deal as json_to_recordset reads it. The amount travels as
@@ -147,16 +131,12 @@ func (Driver) UpsertDeals(ctx context.Context, tx *sqlx.Tx, writes []driver.Deal
 
 // GetDeal implements driver.DealRows.
 func (Driver) GetDeal(ctx context.Context, e driver.Executor, id string) (driver.DealRow, error) {
-	var r driver.DealRow
-	err := sqlx.GetContext(ctx, e, &r, `SELECT `+dealSelect+` FROM deals WHERE id = $1`, id)
-	return r, err
+	return sqlshared.Get[driver.DealRow](ctx, e, `SELECT `+dealSelect+` FROM deals WHERE id = $1`, id)
 }
 
 // ListDeals implements driver.DealRows.
 func (Driver) ListDeals(ctx context.Context, e driver.Executor, l driver.DealList) ([]driver.DealRow, error) {
 	w := where()
 	w.DealConds(l)
-	var rows []driver.DealRow
-	err := sqlx.SelectContext(ctx, e, &rows, w.Query(`SELECT `+dealSelect+` FROM deals`, l.Limit), w.Args()...)
-	return rows, err
+	return sqlshared.List[driver.DealRow](ctx, e, w, `SELECT `+dealSelect+` FROM deals`, l.Limit)
 }

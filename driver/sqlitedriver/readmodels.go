@@ -3,7 +3,6 @@ package sqlitedriver
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -21,27 +20,18 @@ const (
 	dealColumns = sqlshared.DealColumns
 )
 
-// inIDs is the condition "id is one of $1" and its argument: SQLite has no
-// arrays, so the list travels as a JSON array read with json_each.
-func inIDs(ids []string) (string, any, error) {
+// inIDs is the condition "id is one of $1": SQLite has no arrays, so the
+// list travels as a JSON array (jsonList) read with json_each.
+const inIDs = `id IN (SELECT value FROM json_each($1))`
+
+func jsonList(ids []string) (any, error) {
 	raw, err := json.Marshal(ids)
-	return `id IN (SELECT value FROM json_each($1))`, string(raw), err
+	return string(raw), err
 }
 
 // LoadLeads implements driver.LeadRows.
 func (Driver) LoadLeads(ctx context.Context, e driver.Executor, ids []string) ([]driver.LeadRow, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	q, arg, err := inIDs(ids)
-	if err != nil {
-		return nil, err
-	}
-	var rows []driver.LeadRow
-	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT `+leadColumns+` FROM leads WHERE `+q, arg); err != nil {
-		return nil, fmt.Errorf("load leads: %w", err)
-	}
-	return rows, nil
+	return sqlshared.Load[driver.LeadRow](ctx, e, "load leads", `SELECT `+leadColumns+` FROM leads WHERE `+inIDs, ids, jsonList)
 }
 
 // UpsertLeads implements driver.LeadRows with a prepared statement per row
@@ -66,9 +56,7 @@ func (Driver) UpsertLeads(ctx context.Context, tx *sqlx.Tx, writes []driver.Lead
 func (Driver) ListLeads(ctx context.Context, e driver.Executor, l driver.LeadList) ([]driver.LeadRow, error) {
 	w := where()
 	w.LeadConds(l)
-	var rows []driver.LeadRow
-	err := sqlx.SelectContext(ctx, e, &rows, w.Query(`SELECT `+leadColumns+` FROM leads`, l.Limit), w.Args()...)
-	return rows, err
+	return sqlshared.List[driver.LeadRow](ctx, e, w, `SELECT `+leadColumns+` FROM leads`, l.Limit)
 }
 
 // where builds list queries. SQLite has no ILIKE, and its LIKE ignores the
@@ -84,18 +72,7 @@ func where() *sqlshared.Where {
 
 // LoadDeals implements driver.DealRows.
 func (Driver) LoadDeals(ctx context.Context, e driver.Executor, ids []string) ([]driver.DealRow, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	q, arg, err := inIDs(ids)
-	if err != nil {
-		return nil, err
-	}
-	var rows []driver.DealRow
-	if err := sqlx.SelectContext(ctx, e, &rows, `SELECT `+dealColumns+` FROM deals WHERE `+q, arg); err != nil {
-		return nil, fmt.Errorf("load deals: %w", err)
-	}
-	return rows, nil
+	return sqlshared.Load[driver.DealRow](ctx, e, "load deals", `SELECT `+dealColumns+` FROM deals WHERE `+inIDs, ids, jsonList)
 }
 
 // UpsertDeals implements driver.DealRows; see UpsertLeads.
@@ -117,16 +94,12 @@ func (Driver) UpsertDeals(ctx context.Context, tx *sqlx.Tx, writes []driver.Deal
 
 // GetDeal implements driver.DealRows.
 func (Driver) GetDeal(ctx context.Context, e driver.Executor, id string) (driver.DealRow, error) {
-	var r driver.DealRow
-	err := sqlx.GetContext(ctx, e, &r, `SELECT `+dealColumns+` FROM deals WHERE id = $1`, id)
-	return r, err
+	return sqlshared.Get[driver.DealRow](ctx, e, `SELECT `+dealColumns+` FROM deals WHERE id = $1`, id)
 }
 
 // ListDeals implements driver.DealRows.
 func (Driver) ListDeals(ctx context.Context, e driver.Executor, l driver.DealList) ([]driver.DealRow, error) {
 	w := where()
 	w.DealConds(l)
-	var rows []driver.DealRow
-	err := sqlx.SelectContext(ctx, e, &rows, w.Query(`SELECT `+dealColumns+` FROM deals`, l.Limit), w.Args()...)
-	return rows, err
+	return sqlshared.List[driver.DealRow](ctx, e, w, `SELECT `+dealColumns+` FROM deals`, l.Limit)
 }

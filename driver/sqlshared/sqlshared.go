@@ -11,6 +11,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -86,7 +87,33 @@ func (Statements) UndoAttempt(ctx context.Context, tx *sqlx.Tx) error {
 
 // GetLead implements driver.LeadRows.
 func (Statements) GetLead(ctx context.Context, e driver.Executor, id string) (driver.LeadRow, error) {
-	var r driver.LeadRow
-	err := sqlx.GetContext(ctx, e, &r, `SELECT `+LeadColumns+` FROM leads WHERE id = $1`, id)
+	return Get[driver.LeadRow](ctx, e, `SELECT `+LeadColumns+` FROM leads WHERE id = $1`, id)
+}
+
+// Get reads the one row query returns.
+func Get[T any](ctx context.Context, e driver.Executor, query string, args ...any) (T, error) {
+	var r T
+	err := sqlx.GetContext(ctx, e, &r, query, args...)
 	return r, err
+}
+
+// Load reads the rows whose id is among ids with query, which binds the
+// list as $1: as it is, or in the form bind gives it (nil: as it is). A
+// failure says what was loaded.
+func Load[T any](ctx context.Context, e driver.Executor, what, query string, ids []string, bind func([]string) (any, error)) ([]T, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var arg any = ids
+	if bind != nil {
+		var err error
+		if arg, err = bind(ids); err != nil {
+			return nil, err
+		}
+	}
+	var rows []T
+	if err := sqlx.SelectContext(ctx, e, &rows, query, arg); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return rows, nil
 }

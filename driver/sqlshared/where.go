@@ -1,9 +1,13 @@
 package sqlshared
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/driver"
 )
@@ -70,43 +74,54 @@ func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
+// Equal adds "col = v" unless v is empty (no filter).
+func (w *Where) Equal(col, v string) {
+	if v != "" {
+		w.Add(col+" = ?", v)
+	}
+}
+
+// live starts the conditions every page has: one organization's rows that
+// are not deleted.
+func (w *Where) live(orgID string) {
+	w.Add("org_id = ?", orgID)
+	w.Add("deleted_at IS NULL")
+}
+
+// since adds "created after t" unless t is nil, and the cursor.
+func (w *Where) since(t *time.Time, after *driver.Keyset) {
+	if t != nil {
+		w.Add("created_at > ?", *t)
+	}
+	w.Keyset(after)
+}
+
 // LeadConds adds the conditions of a leads page.
 func (w *Where) LeadConds(l driver.LeadList) {
-	w.Add("org_id = ?", l.OrgID)
-	w.Add("deleted_at IS NULL")
-	if l.Status != "" {
-		w.Add("status = ?", l.Status)
-	}
-	if l.OwnerID != "" {
-		w.Add("owner_id = ?", l.OwnerID)
-	}
+	w.live(l.OrgID)
+	w.Equal("status", l.Status)
+	w.Equal("owner_id", l.OwnerID)
 	if l.Q != "" {
 		w.Like(l.Q, "name", "email", "company")
 	}
-	if l.CreatedAfter != nil {
-		w.Add("created_at > ?", *l.CreatedAfter)
-	}
-	w.Keyset(l.After)
+	w.since(l.CreatedAfter, l.After)
 }
 
 // DealConds adds the conditions of a deals page.
 func (w *Where) DealConds(l driver.DealList) {
-	w.Add("org_id = ?", l.OrgID)
-	w.Add("deleted_at IS NULL")
-	if l.Stage != "" {
-		w.Add("stage = ?", l.Stage)
-	}
-	if l.OwnerID != "" {
-		w.Add("owner_id = ?", l.OwnerID)
-	}
-	if l.LeadID != "" {
-		w.Add("lead_id = ?", l.LeadID)
-	}
+	w.live(l.OrgID)
+	w.Equal("stage", l.Stage)
+	w.Equal("owner_id", l.OwnerID)
+	w.Equal("lead_id", l.LeadID)
 	if l.Q != "" {
 		w.Like(l.Q, "name")
 	}
-	if l.CreatedAfter != nil {
-		w.Add("created_at > ?", *l.CreatedAfter)
-	}
-	w.Keyset(l.After)
+	w.since(l.CreatedAfter, l.After)
+}
+
+// List runs the page query of w on selectFrom.
+func List[T any](ctx context.Context, e driver.Executor, w *Where, selectFrom string, limit int) ([]T, error) {
+	var rows []T
+	err := sqlx.SelectContext(ctx, e, &rows, w.Query(selectFrom, limit), w.Args()...)
+	return rows, err
 }
