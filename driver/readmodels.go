@@ -54,10 +54,12 @@ type DealRow struct {
 // LeadWrite is one lead to store. Before is the row as loaded in the same
 // transaction, or nil when it was not loaded (a new lead, or one being
 // replayed); a driver may use it to write only the columns that changed.
-// After replaces the stored row only when its version is newer.
+// After replaces the stored row only when its version is newer. Encoded,
+// when not nil, is what the driver's EncodeLead returned for After.
 type LeadWrite struct {
-	Before *LeadRow
-	After  LeadRow
+	Before  *LeadRow
+	After   LeadRow
+	Encoded any
 }
 
 // DealWrite is LeadWrite for deals.
@@ -94,6 +96,10 @@ type DealList struct {
 type LeadRows interface {
 	// LoadLeads returns the stored rows among ids, in no order.
 	LoadLeads(ctx context.Context, e Executor, ids []string) ([]LeadRow, error)
+	// EncodeLead does the part of writing r that needs no database (nil
+	// when there is none), so that a caller can do it ahead, outside the
+	// transaction; the result goes along as LeadWrite.Encoded.
+	EncodeLead(r *LeadRow) any
 	// UpsertLeads stores rows, each only if it is newer than the stored
 	// one (by version).
 	UpsertLeads(ctx context.Context, tx *sqlx.Tx, rows []LeadWrite) error

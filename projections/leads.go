@@ -76,14 +76,15 @@ func (l Leads) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recor
 }
 
 // Prepare implements Preparer: decode the batch's lead events, and fold the
-// leads created in the batch already: their rows do not depend on the
-// table, so this work leaves the transaction.
-func (Leads) Prepare(events []eventstore.RecordedEvent) (any, error) {
+// leads created in the batch already (and encode their rows for the
+// driver): their rows do not depend on the table, so this work leaves the
+// transaction.
+func (p Leads) Prepare(events []eventstore.RecordedEvent) (any, error) {
 	d, err := decodeKind(events, envelope.KindLead)
 	if err != nil {
 		return nil, err
 	}
-	p := preparedLeads{decoded: d, born: map[string]driver.LeadRow{}}
+	out := preparedLeads{decoded: d, born: map[string]driver.LeadWrite{}}
 	for _, id := range d.order {
 		evs := d.byID[id]
 		if evs[0].Version != 1 {
@@ -97,16 +98,17 @@ func (Leads) Prepare(events []eventstore.RecordedEvent) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.born[id] = r
+		out.born[id] = driver.LeadWrite{After: r, Encoded: p.Driver.EncodeLead(&r)}
 	}
-	return p, nil
+	return out, nil
 }
 
 // preparedLeads is a batch as Prepare leaves it.
 type preparedLeads struct {
 	decoded
-	// born holds the final row of each lead created in the batch.
-	born map[string]driver.LeadRow
+	// born holds the final row of each lead created in the batch, encoded
+	// for the driver.
+	born map[string]driver.LeadWrite
 }
 
 // foldLead applies the events newer than l's version.
@@ -160,7 +162,7 @@ func (l Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, aft
 		if b, ok := p.born[id]; ok && byID[id][0].Version == 1 {
 			// Created in this batch and none of its events applied yet:
 			// Prepare folded it.
-			writes = append(writes, driver.LeadWrite{After: b})
+			writes = append(writes, b)
 			continue
 		}
 		stored, ok := current[id]

@@ -258,6 +258,13 @@ func runLeadRows(t *testing.T, d driver.Driver, open Open) {
 		if got := getLead(t, d, s, "l1"); !sameLead(got, v4) {
 			t.Fatalf("a newer version without Before was not stored:\n got  %+v\n want %+v", got, v4)
 		}
+		// A row encoded ahead (EncodeLead) is stored as the row itself.
+		v5 := lead("l1", "org", 5, 1)
+		v5.Source = ptr("import")
+		upsertLeads(t, d, s, driver.LeadWrite{After: v5, Encoded: d.EncodeLead(&v5)})
+		if got := getLead(t, d, s, "l1"); !sameLead(got, v5) {
+			t.Fatalf("a row encoded ahead was not stored as itself:\n got  %+v\n want %+v", got, v5)
+		}
 	})
 	t.Run("LoadAndGetLeads", func(t *testing.T) {
 		t.Parallel()

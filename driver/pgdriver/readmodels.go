@@ -28,6 +28,10 @@ func (Driver) LoadLeads(ctx context.Context, e driver.Executor, ids []string) ([
 	return sqlshared.Load[driver.LeadRow](ctx, e, "load leads", `SELECT `+leadColumns+` FROM leads WHERE id = ANY($1)`, ids, nil)
 }
 
+// EncodeLead implements driver.LeadRows: the arrays UpsertLeads binds are
+// built in the transaction, there is nothing to do ahead.
+func (Driver) EncodeLead(*driver.LeadRow) any { return nil }
+
 // UpsertLeads implements driver.LeadRows with one statement for the whole
 // batch. Columns travel as parallel arrays: PostgreSQL unnests arrays far
 // faster than it parses a JSON document of the same rows.

@@ -34,6 +34,10 @@ func (Driver) LoadLeads(ctx context.Context, e driver.Executor, ids []string) ([
 	return sqlshared.Load[driver.LeadRow](ctx, e, "load leads", `SELECT `+leadColumns+` FROM leads WHERE `+inIDs, ids, jsonList)
 }
 
+// EncodeLead implements driver.LeadRows: the row's values as the
+// statements bind them (leadValues).
+func (Driver) EncodeLead(r *driver.LeadRow) any { return leadValues(r) }
+
 // UpsertLeads implements driver.LeadRows with a prepared statement per row
 // (see writer.go): a loaded row has only its changed columns updated.
 func (Driver) UpsertLeads(ctx context.Context, tx *sqlx.Tx, writes []driver.LeadWrite) error {
@@ -47,7 +51,11 @@ func (Driver) UpsertLeads(ctx context.Context, tx *sqlx.Tx, writes []driver.Lead
 		if writes[i].Before != nil {
 			before = leadValues(writes[i].Before)
 		}
-		w.add(before, leadValues(&writes[i].After))
+		after, ok := writes[i].Encoded.([]any)
+		if !ok {
+			after = leadValues(&writes[i].After)
+		}
+		w.add(before, after)
 	}
 	return w.flush(ctx)
 }
