@@ -225,7 +225,7 @@ func TestIdempotencyKeyInFlight(t *testing.T) {
 	org := newOrg("inflight")
 	tok := fullToken(t, s, org)
 	raw := []byte(`{"name":"Ada"}`)
-	store := &idempotency.Store{DB: s.App.DB}
+	store := &idempotency.Store{DB: s.App.DB, Driver: s.App.Driver()}
 	// The first request has claimed the key and not finished yet.
 	if c, err := store.Claim(context.Background(), org, "k1", idempotency.Fingerprint("POST", "/v1/leads", raw)); err != nil || c.Replay != nil {
 		t.Fatalf("claim: %+v %v", c, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/salesos/salesos/api"
 	"github.com/salesos/salesos/auth"
 	"github.com/salesos/salesos/commands"
+	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/eventstore/esdb"
 	"github.com/salesos/salesos/eventstore/postgres"
@@ -51,6 +52,9 @@ type App struct {
 	DevIssuer   *auth.DevIssuer // nil when an external issuer is configured
 	log         *slog.Logger
 }
+
+// Driver is the query side's driver for the app's database.
+func (a *App) Driver() driver.Driver { return a.database.Driver }
 
 // Open connects to the database, applies migrations (unless disabled) and
 // builds every component. Nothing runs until Serve.
@@ -90,11 +94,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.Metrics = metrics.New()
-	a.Idempotency = &idempotency.Store{DB: db, Lease: cfg.IdempotencyLease}
-	a.Runner = projections.NewRunner(db, a.Store, projections.Config{Logger: log, Read: database.Read},
-		projections.Leads{}, projections.Deals{}, webhooks.FanOut{Streams: a.Store, Driver: database.Driver})
+	drv := database.Driver
+	a.Idempotency = &idempotency.Store{DB: db, Driver: drv, Lease: cfg.IdempotencyLease}
+	a.Runner = projections.NewRunner(db, drv, a.Store, projections.Config{Logger: log, Read: database.Read},
+		projections.Leads{Driver: drv}, projections.Deals{Driver: drv}, webhooks.FanOut{Streams: a.Store, Driver: drv})
 	sender := webhooks.NewSender(webhooks.SenderConfig{Timeout: cfg.WebhookTimeout, AllowPrivate: cfg.WebhookAllowPrivate})
-	a.Dispatcher = webhooks.NewDispatcher(db, database.Driver, webhooks.DispatcherConfig{
+	a.Dispatcher = webhooks.NewDispatcher(db, drv, webhooks.DispatcherConfig{
 		Schedule:        cfg.WebhookRetrySchedule,
 		DeactivateAfter: cfg.WebhookDeactivateAfter,
 		Concurrency:     cfg.WebhookConcurrency,
@@ -173,7 +178,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a.API = api.New(api.Deps{
 		Commands:        &commands.Handler{Store: metrics.CountAppends(a.Store, a.Metrics.EventsAppended)},
-		Queries:         projections.Queries{DB: database.Read},
+		Queries:         projections.Queries{DB: database.Read, Driver: database.Driver},
 		Streams:         a.Store,
 		Waiter:          a.Runner,
 		Verifier:        verifier,

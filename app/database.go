@@ -110,7 +110,3 @@ func defaultDatabaseURL(dataDir string) string {
 }
 
 func isSQLiteURL(u string) bool { return strings.HasPrefix(strings.ToLower(u), "sqlite://") }
-
-// Driver is the query side's driver for the application's database (for
-// tools such as bench that use the stores outside the server).
-func (a *App) Driver() driver.Driver { return a.database.Driver }

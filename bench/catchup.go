@@ -12,6 +12,9 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/app"
+	"github.com/salesos/salesos/driver"
+	"github.com/salesos/salesos/driver/pgdriver"
+	"github.com/salesos/salesos/driver/sqlitedriver"
 	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/eventstore/postgres"
 	"github.com/salesos/salesos/projections"
@@ -61,7 +64,7 @@ func runCatchUp(ctx context.Context, o *options, e *env) error {
 	// checkpoint is added, so the previous run's dirty pages are not
 	// written back during this one.
 	return timeCatchUps(ctx, o, catchUpRun{
-		name: benchCatchUp, backend: "postgres", write: db, read: db, store: store, gen: gen,
+		name: benchCatchUp, backend: "postgres", write: db, read: db, drv: pgdriver.New(), store: store, gen: gen,
 		settle: func() error { return e.exec(ctx, `CHECKPOINT`) },
 		note:   "projections.CatchUp(leads) from position 0 to the head; ops are events",
 	})
@@ -71,6 +74,7 @@ func runCatchUp(ctx context.Context, o *options, e *env) error {
 type catchUpRun struct {
 	name, backend string
 	write, read   *sqlx.DB
+	drv           driver.Driver
 	store         eventstore.Store
 	gen           *logGen
 	// settle runs after each rebuild, before the timed catch-up.
@@ -87,7 +91,7 @@ func timeCatchUps(ctx context.Context, o *options, c catchUpRun) error {
 		return err
 	}
 	for _, bs := range o.batchSizes {
-		if err := projections.Rebuild(ctx, c.write, projections.Leads{}); err != nil {
+		if err := projections.Rebuild(ctx, c.write, c.drv, projections.Leads{Driver: c.drv}); err != nil {
 			return fmt.Errorf("rebuild: %w", err)
 		}
 		if err := c.settle(); err != nil {
@@ -99,7 +103,7 @@ func timeCatchUps(ctx context.Context, o *options, c catchUpRun) error {
 		err := o.profile(fmt.Sprintf("%s_%d", c.name, bs), func() error {
 			start := time.Now()
 			var err error
-			pos, err = projections.CatchUp(ctx, c.write, c.store, projections.Leads{}, bs)
+			pos, err = projections.CatchUp(ctx, c.write, c.drv, c.store, projections.Leads{Driver: c.drv}, bs)
 			elapsed = time.Since(start)
 			return err
 		})
@@ -149,7 +153,7 @@ func runCatchUpSQLite(ctx context.Context, o *options, t *target) error {
 	// After each rebuild, fold the write-ahead log back into the file, so
 	// a run does not pay for the previous one's pages.
 	return timeCatchUps(ctx, o, catchUpRun{
-		name: name, backend: t.backend, write: db.Write, read: db.Read, store: store, gen: gen,
+		name: name, backend: t.backend, write: db.Write, read: db.Read, drv: sqlitedriver.New(), store: store, gen: gen,
 		settle: func() error {
 			_, err := db.Write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 			return err

@@ -25,6 +25,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/driver"
 )
 
 // TTL is how long a key and its response are kept.
@@ -59,11 +61,11 @@ type Response struct {
 	Body   []byte
 }
 
-// Store keeps keys in the database: PostgreSQL, or the SQLite file (DB is
-// then its writer). Every statement stands alone, outside any transaction,
-// and the same SQL runs on both. Times come from this process's clock,
-// never the database's (SQLite has no now()): a key's age is measured with
-// the clock that stamped it.
+// Store keeps keys in the database through Driver: PostgreSQL, or the
+// SQLite file (DB is then its writer). Every statement stands alone,
+// outside any transaction. Times come from this process's clock, never the
+// database's (SQLite has no now()): a key's age is measured with the clock
+// that stamped it.
 //
 // A claim is leased: a request that never completes (its process was
 // killed, or storing its response failed) holds its key for Lease, not for
@@ -72,7 +74,8 @@ type Response struct {
 // first attempt's writes committed before writing anything (see
 // commands.Idempotency).
 type Store struct {
-	DB *sqlx.DB
+	DB     *sqlx.DB
+	Driver driver.Driver
 	// Lease is how long a claim holds an in-progress key. Default
 	// DefaultLease.
 	Lease time.Duration
@@ -119,41 +122,31 @@ func (s *Store) Claim(ctx context.Context, orgID, key, fingerprint string) (Clai
 	for range 5 {
 		now := s.now()
 		token := uuid.NewString()
-		res, err := s.DB.ExecContext(ctx, `INSERT INTO idempotency_keys (org_id, key, request_hash, status, created_at, lease_until, claim_token)
-			VALUES ($1, $2, $3, 'in_progress', $4, $5, $6) ON CONFLICT (org_id, key) DO NOTHING`, orgID, key, fingerprint, now, now.Add(s.lease()), token)
+		claimed, err := s.Driver.ClaimIdempotencyKey(ctx, s.DB, driver.IdempotencyClaim{
+			OrgID: orgID, Key: key, RequestHash: fingerprint, CreatedAt: now, LeaseUntil: now.Add(s.lease()), Token: token,
+		})
 		if err != nil {
 			return c, err
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
+		if claimed {
 			c.Token = token
 			return c, nil
 		}
-		var row struct {
-			Hash    string        `db:"request_hash"`
-			Status  string        `db:"status"`
-			Code    sql.NullInt64 `db:"response_status"`
-			Headers []byte        `db:"response_headers"`
-			Body    []byte        `db:"response_body"`
-			Created time.Time     `db:"created_at"`
-			Lease   sql.NullTime  `db:"lease_until"`
-			Token   string        `db:"claim_token"`
-		}
-		err = s.DB.GetContext(ctx, &row, `SELECT request_hash, status, response_status, response_headers, response_body, created_at, lease_until, claim_token
-			FROM idempotency_keys WHERE org_id = $1 AND key = $2`, orgID, key)
+		row, err := s.Driver.GetIdempotencyKey(ctx, s.DB, orgID, key)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // released meanwhile: claim it
 		}
 		if err != nil {
 			return c, err
 		}
-		if now.Sub(row.Created) > TTL {
+		if now.Sub(row.CreatedAt) > TTL {
 			// Expired: forget it and claim afresh.
-			if _, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at = $3`, orgID, key, row.Created); err != nil {
+			if err := s.Driver.ForgetIdempotencyKey(ctx, s.DB, orgID, key, row.CreatedAt); err != nil {
 				return c, err
 			}
 			continue
 		}
-		if row.Hash != fingerprint {
+		if row.RequestHash != fingerprint {
 			return c, ErrKeyReused
 		}
 		if row.Status == "done" {
@@ -166,21 +159,20 @@ func (s *Store) Claim(ctx context.Context, orgID, key, fingerprint string) (Clai
 			c.Replay = out
 			return c, nil
 		}
-		leaseEnd := row.Created.Add(s.lease()) // claimed before leases existed
-		if row.Lease.Valid {
-			leaseEnd = row.Lease.Time
+		leaseEnd := row.CreatedAt.Add(s.lease()) // claimed before leases existed
+		if row.LeaseUntil.Valid {
+			leaseEnd = row.LeaseUntil.Time
 		}
 		if now.Before(leaseEnd) {
 			return c, &InProgressError{RetryAfter: leaseEnd.Sub(now)}
 		}
 		// The lease ran out: take the claim over, unless another retry
 		// just did (the token changed).
-		res, err = s.DB.ExecContext(ctx, `UPDATE idempotency_keys SET lease_until = $4, claim_token = $5
-			WHERE org_id = $1 AND key = $2 AND status = 'in_progress' AND claim_token = $3`, orgID, key, row.Token, now.Add(s.lease()), token)
+		taken, err := s.Driver.TakeOverIdempotencyClaim(ctx, s.DB, orgID, key, row.Token, token, now.Add(s.lease()))
 		if err != nil {
 			return c, err
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
+		if taken {
 			c.Token, c.TakeOver = token, true
 			return c, nil
 		}
@@ -195,23 +187,18 @@ func (s *Store) CompleteClaim(ctx context.Context, c Claim, r Response) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.DB.ExecContext(ctx, `UPDATE idempotency_keys SET status = 'done', response_status = $3, response_headers = $4, response_body = $5
-		WHERE org_id = $1 AND key = $2 AND claim_token = $6`, c.OrgID, c.Key, r.Status, string(h), r.Body, c.Token)
-	return err
+	return s.Driver.CompleteIdempotencyClaim(ctx, s.DB, c.OrgID, c.Key, c.Token, driver.IdempotencyResponse{
+		Status: r.Status, Headers: string(h), Body: r.Body,
+	})
 }
 
 // ReleaseClaim forgets a claim the caller still owns (the request failed in
 // a way worth retrying).
 func (s *Store) ReleaseClaim(ctx context.Context, c Claim) error {
-	_, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND status = 'in_progress' AND claim_token = $3`, c.OrgID, c.Key, c.Token)
-	return err
+	return s.Driver.ReleaseIdempotencyClaim(ctx, s.DB, c.OrgID, c.Key, c.Token)
 }
 
 // Purge deletes expired keys; the server runs it periodically.
 func (s *Store) Purge(ctx context.Context) (int64, error) {
-	res, err := s.DB.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, s.now().Add(-TTL))
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return s.Driver.PurgeIdempotencyKeys(ctx, s.DB, s.now().Add(-TTL))
 }

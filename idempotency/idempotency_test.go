@@ -18,7 +18,7 @@ func newStore(t *testing.T) (*Store, context.Context) {
 	s := testdb.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	return &Store{DB: s.DB}, ctx
+	return &Store{DB: s.DB, Driver: s.Driver}, ctx
 }
 
 // age moves a key's creation back in time, as if it had been claimed d ago.

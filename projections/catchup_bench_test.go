@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/driver/sqlitedriver"
 	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore/sqlite"
 	"github.com/salesos/salesos/migrations"
@@ -64,14 +65,14 @@ func BenchmarkCatchUpSQLite(b *testing.B) {
 		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) {
 			var elapsed time.Duration
 			for range b.N {
-				if err := Rebuild(ctx, db.Write, Leads{}); err != nil {
+				if err := Rebuild(ctx, db.Write, sqlitedriver.New(), Leads{Driver: sqlitedriver.New()}); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := db.Write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 					b.Fatal(err)
 				}
 				start := time.Now()
-				pos, err := CatchUp(ctx, db.Write, store, Leads{}, bs)
+				pos, err := CatchUp(ctx, db.Write, sqlitedriver.New(), store, Leads{Driver: sqlitedriver.New()}, bs)
 				elapsed += time.Since(start)
 				if err != nil {
 					b.Fatal(err)

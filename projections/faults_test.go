@@ -17,6 +17,7 @@ import (
 
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/eventstore/postgres"
@@ -103,7 +104,7 @@ func (f *fixture) poisonHistory(t *testing.T) (stream string, poison, later uint
 }
 
 // waitHead polls until every named projection's checkpoint reaches head.
-func waitHead(t *testing.T, db *sqlx.DB, head uint64, names ...string) {
+func waitHead(t *testing.T, db *sqlx.DB, d driver.Driver, head uint64, names ...string) {
 	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -111,7 +112,7 @@ func waitHead(t *testing.T, db *sqlx.DB, head uint64, names ...string) {
 	for {
 		behind := map[string]uint64{}
 		for _, n := range names {
-			cp, err := Position(context.Background(), db, n)
+			cp, err := Position(context.Background(), db, d, n)
 			if err != nil || cp < head {
 				behind[n] = cp
 			}
@@ -150,10 +151,10 @@ func TestPoisonEventDoesNotStopTheProjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := f.runner(Config{BatchSize: 100, MaxRetries: 1}, Leads{}, Deals{})
+	r := f.runner(Config{BatchSize: 100, MaxRetries: 1}, Leads{Driver: f.d}, Deals{Driver: f.d})
 	stop := runRunner(t, r)
 	defer stop()
-	waitHead(t, f.read, head, LeadsName, DealsName)
+	waitHead(t, f.read, f.d, head, LeadsName, DealsName)
 	got := projectedLeads(t, f.read)
 	for _, id := range healthy {
 		if !got[id] {
@@ -209,11 +210,11 @@ func TestRebuildParksPoisonEvents(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	stream, poison, later, healthy := f.poisonHistory(t)
-	for _, p := range []Projection{Leads{}, Deals{}} {
-		if err := Rebuild(ctxT(t), f.db, p); err != nil {
+	for _, p := range []Projection{Leads{Driver: f.d}, Deals{Driver: f.d}} {
+		if err := Rebuild(ctxT(t), f.db, f.d, p); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := CatchUp(ctxT(t), f.db, f.store, p, 2); err != nil {
+		if _, err := CatchUp(ctxT(t), f.db, f.d, f.store, p, 2); err != nil {
 			t.Fatalf("rebuild %s: %v", p.Name(), err)
 		}
 	}
@@ -225,10 +226,10 @@ func TestRebuildParksPoisonEvents(t *testing.T) {
 	}
 	checkParked(t, f.read, stream, poison, later)
 	// A second rebuild starts the parked set afresh, it does not pile up.
-	if err := Rebuild(ctxT(t), f.db, Leads{}); err != nil {
+	if err := Rebuild(ctxT(t), f.db, f.d, Leads{Driver: f.d}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := CatchUp(ctxT(t), f.db, f.store, Leads{}, 1000); err != nil {
+	if _, err := CatchUp(ctxT(t), f.db, f.d, f.store, Leads{Driver: f.d}, 1000); err != nil {
 		t.Fatal(err)
 	}
 	checkParked(t, f.read, stream, poison, later)
@@ -269,7 +270,7 @@ func TestRetryParkedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	stream := envelope.LeadStream(a.Record.ID)
-	p := &refuse{Projection: Leads{}}
+	p := &refuse{Projection: Leads{Driver: f.d}}
 	p.stream.Store(&stream)
 	r := f.runner(Config{BatchSize: 10}, p)
 	stop := runRunner(t, r)
@@ -282,7 +283,7 @@ func TestRetryParkedEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitHead(t, f.read, b.Position, LeadsName)
+	waitHead(t, f.read, f.d, b.Position, LeadsName)
 	if err := r.WaitFor(ctxT(t), LeadsName, b.Position); err != nil {
 		t.Fatal(err)
 	}
@@ -296,19 +297,19 @@ func TestRetryParkedEvents(t *testing.T) {
 	}
 
 	// Still refused: nothing applied, one attempt more, still parked.
-	res, err := RetryParked(ctxT(t), f.db, f.store, p, 0)
+	res, err := RetryParked(ctxT(t), f.db, f.d, f.store, p, 0)
 	if err != nil || res.Applied != 0 || res.StillParked != 2 {
 		t.Fatalf("retry while refused: %+v %v", res, err)
 	}
 	if parked, _ := ListParked(ctxT(t), f.read, LeadsName); len(parked) != 2 || parked[0].Attempts != 2 {
 		t.Fatalf("after a failed retry: %+v", parked)
 	}
-	if _, err := RetryParked(ctxT(t), f.db, f.store, p, 999999); !errors.Is(err, ErrNotParked) {
+	if _, err := RetryParked(ctxT(t), f.db, f.d, f.store, p, 999999); !errors.Is(err, ErrNotParked) {
 		t.Fatalf("retry of a position that is not parked: %v", err)
 	}
 
 	p.stream.Store(nil)
-	res, err = RetryParked(ctxT(t), f.db, f.store, p, upd.Position) // selects A's stream
+	res, err = RetryParked(ctxT(t), f.db, f.d, f.store, p, upd.Position) // selects A's stream
 	if err != nil || res.Applied != 2 || res.StillParked != 0 {
 		t.Fatalf("retry: %+v %v", res, err)
 	}
@@ -323,7 +324,7 @@ func TestRetryParkedEvents(t *testing.T) {
 	if err := r.WaitFor(ctxT(t), LeadsName, again.Position); err != nil {
 		t.Fatal(err)
 	}
-	lead, err := (Queries{DB: f.read}).GetLead(ctxT(t), meta.OrgID, a.Record.ID)
+	lead, err := (Queries{DB: f.read, Driver: f.d}).GetLead(ctxT(t), meta.OrgID, a.Record.ID)
 	if err != nil || lead.Version != 3 || lead.Title == nil || *lead.Title != "CEO" {
 		t.Fatalf("lead A after retry: %+v %v", lead, err)
 	}
@@ -335,12 +336,12 @@ func TestTransientErrorsAreRetriedNotParked(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	last := f.writeHistory(t, 4)
-	p := &refuse{Projection: Leads{}}
+	p := &refuse{Projection: Leads{Driver: f.d}}
 	p.transientLeft.Store(4)
 	r := f.runner(Config{BatchSize: 3, MaxRetries: 1, MaxBackoff: 200 * time.Millisecond}, p)
 	stop := runRunner(t, r)
 	defer stop()
-	waitHead(t, f.read, last, LeadsName)
+	waitHead(t, f.read, f.d, last, LeadsName)
 	if parked, err := ListParked(ctxT(t), f.read, ""); err != nil || len(parked) != 0 {
 		t.Fatalf("transient errors parked %+v %v", parked, err)
 	}
@@ -388,7 +389,7 @@ func TestProjectionsResumeAfterConnectionsAreKilled(t *testing.T) {
 	defer writer.Close()
 	cmd := &commands.Handler{Store: writer}
 
-	r := NewRunner(victim, victimStore, Config{BatchSize: 3, LeaderRetry: 50 * time.Millisecond, MaxRetries: 1}, Leads{}, Deals{})
+	r := NewRunner(victim, s.Driver, victimStore, Config{BatchSize: 3, LeaderRetry: 50 * time.Millisecond, MaxRetries: 1}, Leads{Driver: s.Driver}, Deals{Driver: s.Driver})
 	stop := runRunner(t, r)
 	defer stop()
 
@@ -418,7 +419,7 @@ func TestProjectionsResumeAfterConnectionsAreKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitHead(t, s.DB, head, LeadsName, DealsName)
+	waitHead(t, s.DB, s.Driver, head, LeadsName, DealsName)
 	hs, err := r.Health(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
@@ -440,7 +441,7 @@ func TestProjectionsResumeAfterConnectionsAreKilled(t *testing.T) {
 func TestHealthReportsAStalledProjection(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	p := &refuse{Projection: Leads{}}
+	p := &refuse{Projection: Leads{Driver: f.d}}
 	p.transientLeft.Store(1 << 30)
 	r := f.runner(Config{BatchSize: 10, MaxRetries: 1, MaxBackoff: 50 * time.Millisecond, StallAfter: 100 * time.Millisecond}, p)
 	stop := runRunner(t, r)
@@ -467,7 +468,7 @@ func TestHealthReportsAStalledProjection(t *testing.T) {
 	}
 	p.transientLeft.Store(0)
 	head, _ := f.store.Head(ctxT(t))
-	waitHead(t, f.read, head, LeadsName)
+	waitHead(t, f.read, f.d, head, LeadsName)
 	hs, err := r.Health(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
@@ -531,10 +532,10 @@ func TestPoisonCustomFieldsOfADealAreParked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := f.runner(Config{BatchSize: 50}, Deals{})
+	r := f.runner(Config{BatchSize: 50}, Deals{Driver: f.d})
 	stop := runRunner(t, r)
 	defer stop()
-	waitHead(t, f.read, after.Position, DealsName)
+	waitHead(t, f.read, f.d, after.Position, DealsName)
 	parked, err := ListParked(ctxT(t), f.read, DealsName)
 	if err != nil || len(parked) != 1 || parked[0].Position != poison || !strings.Contains(parked[0].Error, "Unicode escape") {
 		t.Fatalf("parked %+v %v", parked, err)

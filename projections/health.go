@@ -87,7 +87,7 @@ func (r *Runner) Health(ctx context.Context) ([]ProjectionHealth, error) {
 	if err != nil {
 		return nil, err
 	}
-	parked, err := ParkedCounts(ctx, r.read)
+	parked, err := ParkedCounts(ctx, r.read, r.d)
 	if err != nil {
 		return nil, fmt.Errorf("parked events: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/salesos/salesos/commands"
 	"github.com/salesos/salesos/domain"
+	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/eventstore"
 	"github.com/salesos/salesos/eventstore/postgres"
 	"github.com/salesos/salesos/eventstore/sqlite"
@@ -30,6 +33,7 @@ type fixture struct {
 	store  eventstore.Store
 	cmd    *commands.Handler
 	sqlite bool
+	d      driver.Driver
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -46,13 +50,13 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return &fixture{db: s.DB, read: s.Read, store: store, cmd: &commands.Handler{Store: store}, sqlite: s.SQLite}
+	return &fixture{db: s.DB, read: s.Read, store: store, cmd: &commands.Handler{Store: store}, sqlite: s.SQLite, d: s.Driver}
 }
 
 // runner is NewRunner on the fixture's handles.
 func (f *fixture) runner(cfg Config, ps ...Projection) *Runner {
 	cfg.Read = f.read
-	return NewRunner(f.db, f.store, cfg, ps...)
+	return NewRunner(f.db, f.d, f.store, cfg, ps...)
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -117,16 +121,25 @@ func ptr[T any](v T) *T { return &v }
 // snapshot dumps both query tables, every column of every row, in a form
 // that compares equal when the rows are equal (times in UTC, JSON
 // documents normalized).
-func snapshot(t *testing.T, db *sqlx.DB) string {
+func snapshot(t *testing.T, db *sqlx.DB, d driver.Driver) string {
 	t.Helper()
-	var leads []leadRow
-	if err := db.Select(&leads, `SELECT `+leadColumns+` FROM leads ORDER BY id`); err != nil {
+	var ids struct{ leads, deals []string }
+	if err := db.Select(&ids.leads, `SELECT id FROM leads ORDER BY id`); err != nil {
 		t.Fatal(err)
 	}
-	var deals []dealRow
-	if err := db.Select(&deals, `SELECT `+dealSelectFor(db)+` FROM deals ORDER BY id`); err != nil {
+	if err := db.Select(&ids.deals, `SELECT id FROM deals ORDER BY id`); err != nil {
 		t.Fatal(err)
 	}
+	leads, err := d.LoadLeads(ctxT(t), db, ids.leads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deals, err := d.LoadDeals(ctxT(t), db, ids.deals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(leads, func(a, b driver.LeadRow) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(deals, func(a, b driver.DealRow) int { return strings.Compare(a.ID, b.ID) })
 	for i := range leads {
 		r := &leads[i]
 		r.CustomFields = normJSON(t, r.CustomFields)
@@ -136,23 +149,19 @@ func snapshot(t *testing.T, db *sqlx.DB) string {
 		r := &deals[i]
 		r.CustomFields = normJSON(t, r.CustomFields)
 		r.CreatedAt, r.UpdatedAt, r.ClosedAt, r.DeletedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC(), utcPtr(r.ClosedAt), utcPtr(r.DeletedAt)
-		if r.Amount != nil {
-			n := json.Number(*r.Amount)
-			r.AmountJSON = &n
-		}
 	}
 	l, err := json.Marshal(leads)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := json.Marshal(deals)
+	dj, err := json.Marshal(deals)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(l) + "\n" + string(d)
+	return string(l) + "\n" + string(dj)
 }
 
-func normJSON(t *testing.T, raw jsonDoc) jsonDoc {
+func normJSON(t *testing.T, raw driver.JSONDoc) driver.JSONDoc {
 	t.Helper()
 	var v any
 	if err := json.Unmarshal([]byte(raw), &v); err != nil {
@@ -200,12 +209,12 @@ func TestProjectedRowsEqualFoldedStreams(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	last := f.writeHistory(t, 12)
-	r := f.runner(Config{BatchSize: 5}, Leads{}, Deals{})
+	r := f.runner(Config{BatchSize: 5}, Leads{Driver: f.d}, Deals{Driver: f.d})
 	stop := runRunner(t, r)
 	defer stop()
 	waitAll(t, r, last)
 
-	q := Queries{DB: f.read}
+	q := Queries{DB: f.read, Driver: f.d}
 	page, err := q.ListLeads(ctxT(t), meta.OrgID, LeadFilter{Limit: 200})
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +260,7 @@ func TestCrashBetweenBatchesThenRestartEqualsRebuild(t *testing.T) {
 	f := newFixture(t)
 	last := f.writeHistory(t, 15)
 
-	r1 := f.runner(Config{BatchSize: 4}, Leads{}, Deals{})
+	r1 := f.runner(Config{BatchSize: 4}, Leads{Driver: f.d}, Deals{Driver: f.d})
 	ctx, kill := context.WithCancel(context.Background())
 	var batches atomic.Int32
 	r1.applyHook = func(string, uint64) {
@@ -262,15 +271,15 @@ func TestCrashBetweenBatchesThenRestartEqualsRebuild(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r1.Run(ctx) }()
 	<-done
-	if cp, _ := Position(ctxT(t), f.db, LeadsName); cp >= last {
+	if cp, _ := Position(ctxT(t), f.db, f.d, LeadsName); cp >= last {
 		t.Fatalf("the first runner got to %d of %d before dying: the test needs it to stop mid-way", cp, last)
 	}
 
-	r2 := f.runner(Config{BatchSize: 4}, Leads{}, Deals{})
+	r2 := f.runner(Config{BatchSize: 4}, Leads{Driver: f.d}, Deals{Driver: f.d})
 	stop := runRunner(t, r2)
 	waitAll(t, r2, last)
 	stop()
-	afterCrash := snapshot(t, f.db)
+	afterCrash := snapshot(t, f.db, f.d)
 	if rebuilt := f.rebuiltSnapshot(t); rebuilt != afterCrash {
 		t.Fatalf("restart after a crash differs from a rebuild:\n crash   %s\n rebuild %s", afterCrash, rebuilt)
 	}
@@ -281,15 +290,15 @@ func TestCrashBetweenBatchesThenRestartEqualsRebuild(t *testing.T) {
 // sequence of batches, crashes and retries must end with.
 func (f *fixture) rebuiltSnapshot(t *testing.T) string {
 	t.Helper()
-	for _, p := range []Projection{Leads{}, Deals{}} {
-		if err := Rebuild(ctxT(t), f.db, p); err != nil {
+	for _, p := range []Projection{Leads{Driver: f.d}, Deals{Driver: f.d}} {
+		if err := Rebuild(ctxT(t), f.db, f.d, p); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := CatchUp(ctxT(t), f.db, f.store, p, 1000); err != nil {
+		if _, err := CatchUp(ctxT(t), f.db, f.d, f.store, p, 1000); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return snapshot(t, f.db)
+	return snapshot(t, f.db, f.d)
 }
 
 // A batch delivered again (Watermill redelivery after a lost ack) changes
@@ -303,24 +312,24 @@ func TestRedeliveryIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []Projection{Leads{}, Deals{}} {
+	for _, p := range []Projection{Leads{Driver: f.d}, Deals{Driver: f.d}} {
 		for range 2 {
-			if _, err := applyBatch(ctxT(t), f.db, p, 0, all, nil); err != nil {
+			if _, err := applyBatch(ctxT(t), f.db, f.d, p, 0, all, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	once := snapshot(t, f.db)
+	once := snapshot(t, f.db, f.d)
 	if _, err := f.db.Exec(`UPDATE projection_checkpoints SET position = 0`); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []Projection{Leads{}, Deals{}} {
+	for _, p := range []Projection{Leads{Driver: f.d}, Deals{Driver: f.d}} {
 		half := all[:len(all)/2]
-		if _, err := applyBatch(ctxT(t), f.db, p, 0, half, nil); err != nil {
+		if _, err := applyBatch(ctxT(t), f.db, f.d, p, 0, half, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if again := snapshot(t, f.db); again != once {
+	if again := snapshot(t, f.db, f.d); again != once {
 		t.Fatalf("re-applying old events changed the tables:\n before %s\n after  %s", once, again)
 	}
 }
@@ -355,11 +364,11 @@ func TestFailingBatchesAreRetriedNotSkipped(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	last := f.writeHistory(t, 10)
-	r := f.runner(Config{BatchSize: 3}, &failOnce{Projection: Leads{}}, Deals{})
+	r := f.runner(Config{BatchSize: 3}, &failOnce{Projection: Leads{Driver: f.d}}, Deals{Driver: f.d})
 	stop := runRunner(t, r)
 	waitAll(t, r, last)
 	stop()
-	got := snapshot(t, f.db)
+	got := snapshot(t, f.db, f.d)
 	if want := f.rebuiltSnapshot(t); got != want {
 		t.Fatalf("after retried failures:\n got  %s\n want %s", got, want)
 	}
@@ -376,7 +385,7 @@ func TestOneActiveRunnerPerProjection(t *testing.T) {
 	var mu sync.Mutex
 	appliedBy := map[string]int{}
 	mk := func(name string) *Runner {
-		r := f.runner(Config{BatchSize: 2, LeaderRetry: 20 * time.Millisecond}, Leads{}, Deals{})
+		r := f.runner(Config{BatchSize: 2, LeaderRetry: 20 * time.Millisecond}, Leads{Driver: f.d}, Deals{Driver: f.d})
 		r.applyHook = func(string, uint64) { mu.Lock(); appliedBy[name]++; mu.Unlock() }
 		return r
 	}
@@ -410,15 +419,15 @@ func TestOneActiveRunnerPerProjection(t *testing.T) {
 func TestConcurrentRunnersStayExact(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	a := f.runner(Config{BatchSize: 2, LeaderRetry: 20 * time.Millisecond}, Leads{}, Deals{})
+	a := f.runner(Config{BatchSize: 2, LeaderRetry: 20 * time.Millisecond}, Leads{Driver: f.d}, Deals{Driver: f.d})
 	// b reads its checkpoints through the write handle (no Config.Read).
-	b := NewRunner(f.db, f.store, Config{BatchSize: 3, LeaderRetry: 20 * time.Millisecond}, Leads{}, Deals{})
+	b := NewRunner(f.db, f.d, f.store, Config{BatchSize: 3, LeaderRetry: 20 * time.Millisecond}, Leads{Driver: f.d}, Deals{Driver: f.d})
 	stopA, stopB := runRunner(t, a), runRunner(t, b)
 	first := f.writeHistory(t, 4)
 	errs := make(chan error, 2)
-	for _, p := range []Projection{Leads{}, Deals{}} {
+	for _, p := range []Projection{Leads{Driver: f.d}, Deals{Driver: f.d}} {
 		go func() {
-			_, err := CatchUp(ctxT(t), f.db, f.store, p, 2)
+			_, err := CatchUp(ctxT(t), f.db, f.d, f.store, p, 2)
 			errs <- err
 		}()
 	}
@@ -432,7 +441,7 @@ func TestConcurrentRunnersStayExact(t *testing.T) {
 	waitAll(t, b, last)
 	stopA()
 	stopB()
-	got := snapshot(t, f.db)
+	got := snapshot(t, f.db, f.d)
 	if want := f.rebuiltSnapshot(t); got != want {
 		t.Fatalf("with concurrent appliers:\n got  %s\n want %s", got, want)
 	}
@@ -444,21 +453,21 @@ func TestRebuildWhileRunning(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	last := f.writeHistory(t, 8)
-	r := f.runner(Config{BatchSize: 5, LeaderRetry: 50 * time.Millisecond}, Leads{}, Deals{})
+	r := f.runner(Config{BatchSize: 5, LeaderRetry: 50 * time.Millisecond}, Leads{Driver: f.d}, Deals{Driver: f.d})
 	stop := runRunner(t, r)
 	defer stop()
 	waitAll(t, r, last)
-	before := snapshot(t, f.db)
-	if err := Rebuild(ctxT(t), f.db, Leads{}); err != nil {
+	before := snapshot(t, f.db, f.d)
+	if err := Rebuild(ctxT(t), f.db, f.d, Leads{Driver: f.d}); err != nil {
 		t.Fatal(err)
 	}
 	// Poll with a deadline until the running instance has replayed.
 	deadline := time.Now().Add(30 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for snapshot(t, f.db) != before {
+	for snapshot(t, f.db, f.d) != before {
 		if time.Now().After(deadline) {
-			t.Fatalf("tables not rebuilt by the running instance:\n want %s\n got  %s", before, snapshot(t, f.db))
+			t.Fatalf("tables not rebuilt by the running instance:\n want %s\n got  %s", before, snapshot(t, f.db, f.d))
 		}
 		<-tick.C
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -14,13 +13,15 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/domain"
-	"github.com/salesos/salesos/eventstore/sqlite"
-	"github.com/salesos/salesos/internal/dialect"
+	"github.com/salesos/salesos/driver"
 )
 
-// Queries reads the query tables. Every query names the organization.
-// DB may be a read-only handle (on SQLite, the read pool).
-type Queries struct{ DB *sqlx.DB }
+// Queries reads the query tables through Driver. Every query names the
+// organization. DB may be a read-only handle (on SQLite, the read pool).
+type Queries struct {
+	DB     *sqlx.DB
+	Driver driver.Driver
+}
 
 // Cursor is a position in a list ordered newest first: (created_at, id) of
 // the last item returned. Keyset positions stay valid while records are
@@ -82,8 +83,7 @@ type LeadFilter struct {
 // PostgreSQL's cached generic plan for a table it has no statistics of
 // yet can pick an org_id index and walk every lead of the organization.
 func (q Queries) GetLead(ctx context.Context, orgID, id string) (domain.Lead, error) {
-	var r leadRow
-	err := q.DB.GetContext(ctx, &r, `SELECT `+leadColumns+` FROM leads WHERE id = $1`, id)
+	r, err := q.Driver.GetLead(ctx, q.DB, id)
 	if err == nil && (r.OrgID != orgID || r.DeletedAt != nil) {
 		err = sql.ErrNoRows
 	}
@@ -93,30 +93,17 @@ func (q Queries) GetLead(ctx context.Context, orgID, id string) (domain.Lead, er
 	if err != nil {
 		return domain.Lead{}, err
 	}
-	return r.lead()
+	return leadFromRow(r)
 }
 
 // ListLeads lists live leads newest first.
 func (q Queries) ListLeads(ctx context.Context, orgID string, f LeadFilter) (Page[domain.Lead], error) {
-	w := where{lite: dialect.IsSQLite(q.DB)}
-	w.add("org_id = ?", orgID)
-	w.add("deleted_at IS NULL")
-	if f.Status != "" {
-		w.add("status = ?", f.Status)
-	}
-	if f.OwnerID != "" {
-		w.add("owner_id = ?", f.OwnerID)
-	}
-	if f.Q != "" {
-		p := w.likePattern(f.Q)
-		w.add("("+w.ilike("name")+" OR "+w.ilike("email")+" OR "+w.ilike("company")+")", p, p, p)
-	}
-	if f.CreatedAfter != nil {
-		w.add("created_at > ?", *f.CreatedAfter)
-	}
-	w.keyset(f.After)
-	var rows []leadRow
-	if err := q.DB.SelectContext(ctx, &rows, w.query(`SELECT `+leadColumns+` FROM leads`, f.Limit), w.args...); err != nil {
+	// One row more than the page tells whether more exist.
+	rows, err := q.Driver.ListLeads(ctx, q.DB, driver.LeadList{
+		OrgID: orgID, Status: f.Status, OwnerID: f.OwnerID, Q: f.Q, CreatedAfter: f.CreatedAfter,
+		After: f.After.keyset(), Limit: f.Limit + 1,
+	})
+	if err != nil {
 		return Page[domain.Lead]{}, err
 	}
 	out := Page[domain.Lead]{Data: make([]domain.Lead, 0, len(rows))}
@@ -125,7 +112,7 @@ func (q Queries) ListLeads(ctx context.Context, orgID string, f LeadFilter) (Pag
 			out.HasMore = true
 			break
 		}
-		l, err := r.lead()
+		l, err := leadFromRow(r)
 		if err != nil {
 			return out, err
 		}
@@ -152,8 +139,7 @@ type DealFilter struct {
 // GetDeal returns a live deal of the organization, or domain.ErrNotFound.
 // Like GetLead, the statement is a primary-key probe.
 func (q Queries) GetDeal(ctx context.Context, orgID, id string) (domain.Deal, error) {
-	var r dealRow
-	err := q.DB.GetContext(ctx, &r, `SELECT `+dealSelectFor(q.DB)+` FROM deals WHERE id = $1`, id)
+	r, err := q.Driver.GetDeal(ctx, q.DB, id)
 	if err == nil && (r.OrgID != orgID || r.DeletedAt != nil) {
 		err = sql.ErrNoRows
 	}
@@ -163,32 +149,16 @@ func (q Queries) GetDeal(ctx context.Context, orgID, id string) (domain.Deal, er
 	if err != nil {
 		return domain.Deal{}, err
 	}
-	return r.deal()
+	return dealFromRow(r)
 }
 
 // ListDeals lists live deals newest first.
 func (q Queries) ListDeals(ctx context.Context, orgID string, f DealFilter) (Page[domain.Deal], error) {
-	w := where{lite: dialect.IsSQLite(q.DB)}
-	w.add("org_id = ?", orgID)
-	w.add("deleted_at IS NULL")
-	if f.Stage != "" {
-		w.add("stage = ?", f.Stage)
-	}
-	if f.OwnerID != "" {
-		w.add("owner_id = ?", f.OwnerID)
-	}
-	if f.LeadID != "" {
-		w.add("lead_id = ?", f.LeadID)
-	}
-	if f.Q != "" {
-		w.add(w.ilike("name"), w.likePattern(f.Q))
-	}
-	if f.CreatedAfter != nil {
-		w.add("created_at > ?", *f.CreatedAfter)
-	}
-	w.keyset(f.After)
-	var rows []dealRow
-	if err := q.DB.SelectContext(ctx, &rows, w.query(`SELECT `+dealSelectFor(q.DB)+` FROM deals`, f.Limit), w.args...); err != nil {
+	rows, err := q.Driver.ListDeals(ctx, q.DB, driver.DealList{
+		OrgID: orgID, Stage: f.Stage, OwnerID: f.OwnerID, LeadID: f.LeadID, Q: f.Q, CreatedAfter: f.CreatedAfter,
+		After: f.After.keyset(), Limit: f.Limit + 1,
+	})
+	if err != nil {
 		return Page[domain.Deal]{}, err
 	}
 	out := Page[domain.Deal]{Data: make([]domain.Deal, 0, len(rows))}
@@ -197,7 +167,7 @@ func (q Queries) ListDeals(ctx context.Context, orgID string, f DealFilter) (Pag
 			out.HasMore = true
 			break
 		}
-		d, err := r.deal()
+		d, err := dealFromRow(r)
 		if err != nil {
 			return out, err
 		}
@@ -210,56 +180,10 @@ func (q Queries) ListDeals(ctx context.Context, orgID string, f DealFilter) (Pag
 	return out, nil
 }
 
-// where builds a WHERE clause with numbered placeholders ("$1" binds by
-// number on both databases).
-type where struct {
-	lite  bool // SQLite
-	conds []string
-	args  []any
-}
-
-// ilike is a case-insensitive "column matches the pattern ?" (escaped with
-// escapeLike). SQLite has no ILIKE, and its LIKE ignores the case of ASCII
-// letters only: both sides go through the fold function the SQLite package
-// registers (the pattern is folded by likePattern), and the escape
-// character is spelled out.
-func (w *where) ilike(col string) string {
-	if w.lite {
-		return sqlite.FoldFunc + `(` + col + `) LIKE ? ESCAPE '\'`
+// keyset is the cursor as the driver takes it (nil stays nil).
+func (c *Cursor) keyset() *driver.Keyset {
+	if c == nil {
+		return nil
 	}
-	return col + " ILIKE ?"
-}
-
-// likePattern is the pattern for ilike: q anywhere in the value.
-func (w *where) likePattern(q string) string {
-	if w.lite {
-		q = strings.ToLower(q)
-	}
-	return "%" + escapeLike(q) + "%"
-}
-
-func (w *where) add(cond string, args ...any) {
-	for _, a := range args {
-		w.args = append(w.args, a)
-		cond = strings.Replace(cond, "?", "$"+strconv.Itoa(len(w.args)), 1)
-	}
-	w.conds = append(w.conds, cond)
-}
-
-// keyset continues after the cursor. Both databases compare the row value
-// (created_at, id) lexicographically; SQLite's created_at is integer
-// microseconds, and the driver binds the cursor's time the same way.
-func (w *where) keyset(after *Cursor) {
-	if after != nil {
-		w.add("(created_at, id) < (?, ?)", after.CreatedAt, after.ID)
-	}
-}
-
-// query fetches one row more than the limit to learn whether more exist.
-func (w *where) query(selectFrom string, limit int) string {
-	return fmt.Sprintf("%s WHERE %s ORDER BY created_at DESC, id DESC LIMIT %d", selectFrom, strings.Join(w.conds, " AND "), limit+1)
-}
-
-func escapeLike(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+	return &driver.Keyset{CreatedAt: c.CreatedAt, ID: c.ID}
 }

@@ -23,8 +23,8 @@ func (c *clock) now() time.Time { return c.at }
 // project catches both projections up with what was written so far.
 func (f *fixture) project(t *testing.T) {
 	t.Helper()
-	for _, p := range []Projection{Leads{}, Deals{}} {
-		if _, err := CatchUp(ctxT(t), f.db, f.store, p, 7); err != nil {
+	for _, p := range []Projection{Leads{Driver: f.d}, Deals{Driver: f.d}} {
+		if _, err := CatchUp(ctxT(t), f.db, f.d, f.store, p, 7); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -99,7 +99,7 @@ func TestListLeadsFiltersAndCursors(t *testing.T) {
 	}
 	live := slices.DeleteFunc(slices.Clone(all), func(id string) bool { return id == byName["Linus"] })
 	f.project(t)
-	q := Queries{DB: f.read}
+	q := Queries{DB: f.read, Driver: f.d}
 
 	// Every page size walks the same order, nothing skipped or repeated.
 	want := newestFirst(created, live)
@@ -255,7 +255,7 @@ func TestDealsExactAmountsFiltersAndCursors(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.project(t)
-	q := Queries{DB: f.read}
+	q := Queries{DB: f.read, Driver: f.d}
 
 	for name, s := range amounts {
 		d, err := q.GetDeal(ctx, meta.OrgID, byName[name])
@@ -353,11 +353,11 @@ func TestEachFieldChangeIsProjected(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := ctxT(t)
-	q := Queries{DB: f.read}
+	q := Queries{DB: f.read, Driver: f.d}
 	catchUp := func() {
 		t.Helper()
-		for _, p := range []Projection{Leads{}, Deals{}} {
-			if _, err := CatchUp(ctx, f.db, f.store, p, 1); err != nil {
+		for _, p := range []Projection{Leads{Driver: f.d}, Deals{Driver: f.d}} {
+			if _, err := CatchUp(ctx, f.db, f.d, f.store, p, 1); err != nil {
 				t.Fatal(err)
 			}
 		}

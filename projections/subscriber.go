@@ -16,8 +16,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/eventstore"
-	"github.com/salesos/salesos/internal/dialect"
 )
 
 // storeSubscriber is a Watermill message.Subscriber fed by the event store.
@@ -30,11 +30,12 @@ import (
 // same transaction as the read model. On Nack the same batch is sent again.
 //
 // Before it starts reading, Subscribe takes the projection's leader lock (a
-// session-level advisory lock on PostgreSQL), so among several instances
+// session-level advisory lock on PostgreSQL; see driver.LeaderLocks), so among several instances
 // only one runs a given projection; the others wait for it to go away.
 type storeSubscriber struct {
 	store     eventstore.Store
 	db        *sqlx.DB // the write handle (leader lock)
+	d         driver.Driver
 	read      *sqlx.DB // checkpoint reads
 	batchSize int
 	logger    *slog.Logger
@@ -89,7 +90,7 @@ func (s *storeSubscriber) run(ctx context.Context, name string, out chan<- *mess
 	if s.onStandby != nil {
 		s.onStandby()
 	}
-	leader, err := acquireLeader(ctx, s.db, name, s.lockRetry)
+	leader, err := acquireLeader(ctx, s.db, s.d, name, s.lockRetry)
 	if err != nil {
 		return // ctx ended while waiting
 	}
@@ -132,7 +133,7 @@ func (s *storeSubscriber) lastError() error {
 // follow feeds batches from the stored checkpoint on, until ctx ends, an
 // error, or a rebuild (errRebuilt).
 func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *message.Message) error {
-	cp, err := loadCheckpoint(ctx, s.read, name)
+	cp, err := s.d.ReadCheckpoint(ctx, s.read, name)
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
@@ -191,7 +192,7 @@ func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *m
 			}
 			break
 		}
-		now, err := loadCheckpoint(ctx, s.read, name)
+		now, err := s.d.ReadCheckpoint(ctx, s.read, name)
 		if err != nil {
 			return fmt.Errorf("read checkpoint: %w", err)
 		}
@@ -210,7 +211,7 @@ func (s *storeSubscriber) watchGeneration(ctx context.Context, name string, gen 
 			return
 		case <-t.C:
 		}
-		cp, err := loadCheckpoint(ctx, s.read, name)
+		cp, err := s.d.ReadCheckpoint(ctx, s.read, name)
 		if err == nil && cp.Generation != gen {
 			cancel(errRebuilt)
 			return
@@ -234,7 +235,7 @@ var errLeaderLost = errors.New("leader lock lost")
 
 // leadership is a held leader lock.
 type leadership struct {
-	conn   *sql.Conn // nil on SQLite
+	conn   *sql.Conn // nil when the driver needs no lock
 	unlock func()
 }
 
@@ -262,38 +263,21 @@ func (l leadership) watch(ctx context.Context, every time.Duration, cancel conte
 	}
 }
 
-// acquireLeader blocks until this process holds the projection's advisory
-// lock, or ctx ends. The lock lives on a dedicated connection and goes away
-// with it, so a crashed instance frees its projections at once.
-//
-// On SQLite it takes nothing and returns at once. SQLite has no lock that
-// outlives a transaction and dies with its holder, and the write handle is a
-// single connection that a held lock would pin. Leadership is only an
-// economy anyway: correctness comes from applyBatch, which re-reads the
-// checkpoint inside its write transaction (exclusive on SQLite) and skips
-// what is already applied. So two runners on one file, in one process or
-// several, both follow the log and one of them wastes the work of a batch
-// the other already applied; the tables stay exact.
-func acquireLeader(ctx context.Context, db *sqlx.DB, name string, retry time.Duration) (leadership, error) {
-	if dialect.IsSQLite(db) {
-		return leadership{unlock: func() {}}, nil
-	}
+// acquireLeader blocks until this process holds the projection's leader
+// lock, or ctx ends, trying again every retry (a failed attempt, even an
+// error, only means "not yet"). The lock lives on a dedicated connection and
+// goes away with it, so a crashed instance frees its projections at once.
+// A driver that needs no lock (SQLite; see its TryLeaderLock for why that is
+// safe) returns at once, with no connection to watch.
+func acquireLeader(ctx context.Context, db *sqlx.DB, d driver.Driver, name string, retry time.Duration) (leadership, error) {
 	for {
-		conn, err := db.Conn(ctx)
-		if err == nil {
-			var ok bool
-			err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock(hashtext(current_schema() || ':salesos:projection:' || $1))`, name).Scan(&ok)
-			if err == nil && ok {
-				return leadership{conn: conn, unlock: func() {
-					// Closing the connection would return it to the pool with
-					// the lock still held; unlock explicitly first.
-					uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					_, _ = conn.ExecContext(uctx, `SELECT pg_advisory_unlock(hashtext(current_schema() || ':salesos:projection:' || $1))`, name)
-					conn.Close()
-				}}, nil
-			}
-			conn.Close()
+		conn, held, err := d.TryLeaderLock(ctx, db, name)
+		if err == nil && held {
+			return leadership{conn: conn, unlock: func() {
+				uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = d.ReleaseLeaderLock(uctx, conn, name)
+			}}, nil
 		}
 		select {
 		case <-ctx.Done():

@@ -180,14 +180,7 @@ func rebuild(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	all := []projections.Projection{projections.Leads{}, projections.Deals{}}
-	var chosen []projections.Projection
-	for _, p := range all {
-		if len(args) == 0 || args[0] == p.Name() {
-			chosen = append(chosen, p)
-		}
-	}
-	if len(chosen) == 0 {
+	if len(args) > 0 && args[0] != projections.LeadsName && args[0] != projections.DealsName {
 		return fmt.Errorf("no projection named %q (known: leads, deals)", args[0])
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -198,12 +191,19 @@ func rebuild(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer a.Close()
+	all := []projections.Projection{projections.Leads{Driver: a.Driver()}, projections.Deals{Driver: a.Driver()}}
+	var chosen []projections.Projection
+	for _, p := range all {
+		if len(args) == 0 || args[0] == p.Name() {
+			chosen = append(chosen, p)
+		}
+	}
 	for _, p := range chosen {
 		start := time.Now()
-		if err := projections.Rebuild(ctx, a.DB, p); err != nil {
+		if err := projections.Rebuild(ctx, a.DB, a.Driver(), p); err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
-		pos, err := projections.CatchUp(ctx, a.DB, a.Store, p, 2000)
+		pos, err := projections.CatchUp(ctx, a.DB, a.Driver(), a.Store, p, 2000)
 		if err != nil {
 			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 		}
@@ -282,7 +282,7 @@ func retryParked(args []string, stdout io.Writer) error {
 			continue
 		}
 		tried++
-		res, err := projections.RetryParked(ctx, a.DB, a.Store, p, *position)
+		res, err := projections.RetryParked(ctx, a.DB, a.Driver(), a.Store, p, *position)
 		if errors.Is(err, projections.ErrNotParked) && name == "" {
 			tried--
 			continue // that position is parked by another projection

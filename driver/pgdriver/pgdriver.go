@@ -4,6 +4,7 @@ package pgdriver
 import (
 	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/driver/internal/webhooksql"
+	"github.com/salesos/salesos/driver/sqlshared"
 )
 
 // Driver implements driver.Driver on PostgreSQL (database/sql driver
@@ -12,6 +13,9 @@ import (
 type Driver struct {
 	// The webhook statements both databases share.
 	webhooksql.Shared[webhookDialect]
+	// The projection and idempotency statements that are the same on
+	// every database.
+	sqlshared.Statements
 }
 
 var _ driver.Driver = Driver{}

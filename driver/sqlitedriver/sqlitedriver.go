@@ -6,6 +6,7 @@ package sqlitedriver
 import (
 	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/driver/internal/webhooksql"
+	"github.com/salesos/salesos/driver/sqlshared"
 )
 
 // Driver implements driver.Driver on SQLite (database/sql driver
@@ -14,6 +15,9 @@ import (
 type Driver struct {
 	// The webhook statements both databases share.
 	webhooksql.Shared[webhookDialect]
+	// The projection and idempotency statements that are the same on
+	// every database.
+	sqlshared.Statements
 }
 
 var _ driver.Driver = Driver{}

@@ -1,4 +1,4 @@
-package projections
+package sqlitedriver
 
 import (
 	"context"
@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/salesos/salesos/driver"
+	"github.com/salesos/salesos/driver/sqlshared"
 )
 
-// The SQLite write path of the query tables. A batch is folded in memory as
-// on PostgreSQL; then each touched row is written with a prepared statement
+// The write path of the query tables. The projection folds a batch in
+// memory; then each touched row is written with a prepared statement
 // inside the batch's transaction. SQLite runs in-process, so a statement per
 // row costs a function call, not a round trip.
 //
@@ -56,7 +59,7 @@ func newLiteTable(name, columns string) *liteTable {
 		sets = append(sets, c+" = excluded."+c)
 	}
 	if t.columns[0] != "id" || t.columns[1] != "org_id" || t.version < 0 || t.owner <= 0 || len(t.columns) > 64 {
-		panic("projections: bad column list for " + name)
+		panic("sqlitedriver: bad column list for " + name)
 	}
 	t.upsert = fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (id) DO UPDATE SET %s WHERE %s.version < excluded.version`,
 		name, strings.Join(t.columns, ", "), strings.Join(params, ", "), strings.Join(sets, ", "), name)
@@ -64,8 +67,8 @@ func newLiteTable(name, columns string) *liteTable {
 }
 
 var (
-	liteLeads = newLiteTable("leads", leadColumns)
-	liteDeals = newLiteTable("deals", dealColumns)
+	liteLeads = newLiteTable("leads", sqlshared.LeadColumns)
+	liteDeals = newLiteTable("deals", sqlshared.DealColumns)
 )
 
 // liteWriter writes rows of one table inside one transaction, preparing
@@ -225,16 +228,16 @@ func timeOrNil(t *time.Time) any {
 	return t.UTC()
 }
 
-// values is the row in leadColumns order, as liteWriter takes it.
-func (r leadRow) values() []any {
+// leadValues is the row in LeadColumns order, as liteWriter takes it.
+func leadValues(r *driver.LeadRow) []any {
 	return []any{r.ID, r.OrgID, r.Name, strOrNil(r.Email), strOrNil(r.Phone), strOrNil(r.Company), strOrNil(r.Title),
 		strOrNil(r.Source), r.Status, strOrNil(r.OwnerID), string(r.CustomFields), strOrNil(r.ConvertedDealID),
 		r.CreatedAt.UTC(), r.UpdatedAt.UTC(), r.Version, timeOrNil(r.DeletedAt)}
 }
 
-// values is the row in dealColumns order: the amount as its exact decimal
-// text, the date as YYYY-MM-DD.
-func (r dealRow) values() []any {
+// dealValues is the row in DealColumns order: the amount as its exact
+// decimal text, the date as YYYY-MM-DD.
+func dealValues(r *driver.DealRow) []any {
 	return []any{r.ID, r.OrgID, r.Name, strOrNil(r.Amount), strOrNil(r.Currency), r.Stage, strOrNil(r.LeadID),
 		strOrNil(r.OwnerID), strOrNil(r.ExpectedCloseDate), strOrNil(r.LostReason), string(r.CustomFields),
 		r.CreatedAt.UTC(), r.UpdatedAt.UTC(), timeOrNil(r.ClosedAt), r.Version, timeOrNil(r.DeletedAt)}
