@@ -24,8 +24,15 @@ const (
 // list travels as a JSON array (jsonList) read with json_each.
 const inIDs = `id IN (SELECT value FROM json_each($1))`
 
-func jsonList(ids []string) (any, error) {
-	raw, err := json.Marshal(ids)
+func jsonList(ids []string) (any, error) { return jsonArray(ids) }
+
+// jsonArray is list as a JSON array, never null: the form lists take as
+// parameters and in TEXT columns here.
+func jsonArray(list []string) (string, error) {
+	if list == nil {
+		list = []string{}
+	}
+	raw, err := json.Marshal(list)
 	return string(raw), err
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/driver/internal/webhooksql"
-	"github.com/salesos/salesos/internal/dialect"
 )
 
 // The webhook tables of the SQLite file are those of PostgreSQL (see
@@ -24,13 +23,13 @@ import (
 type webhookDialect struct{}
 
 func (webhookDialect) EventsColumn() string                     { return `events` }
-func (webhookDialect) EventsArg(patterns []string) (any, error) { return dialect.JSONList(patterns) }
+func (webhookDialect) EventsArg(patterns []string) (any, error) { return jsonArray(patterns) }
 func (webhookDialect) ForUpdate() string                        { return `` }
 
 // inList is the condition "col is one of list", with list bound as
 // parameter $n as a JSON array (SQLite has no arrays).
 func inList(col string, n int, list []string) (string, any, error) {
-	raw, err := dialect.JSONList(list)
+	raw, err := jsonArray(list)
 	return fmt.Sprintf(`%s IN (SELECT value FROM json_each($%d))`, col, n), raw, err
 }
 
@@ -88,11 +87,11 @@ func (Driver) ReadFeed(ctx context.Context, e driver.Executor, p driver.FeedRead
 	args := []any{p.OrgID, p.After}
 	q := `SELECT position, payload FROM event_feed WHERE org_id = $1 AND position > $2`
 	if len(p.Exact) > 0 || len(p.Prefixes) > 0 {
-		exact, err := dialect.JSONList(p.Exact)
+		exact, err := jsonArray(p.Exact)
 		if err != nil {
 			return nil, err
 		}
-		prefixes, err := dialect.JSONList(p.Prefixes)
+		prefixes, err := jsonArray(p.Prefixes)
 		if err != nil {
 			return nil, err
 		}
