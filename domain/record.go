@@ -126,7 +126,7 @@ func createdID(cur, fromEvent string) string {
 	return cur
 }
 
-// recordState is what the shared decisions and the fold need from a record
+// recordState is what fold needs from a record
 // kind: pointer receivers, because Apply changes the state in place.
 type recordState[S any] interface {
 	*S
