@@ -2,7 +2,6 @@ package domain
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -64,9 +63,7 @@ type Deal struct {
 func (d Deal) MarshalJSON() ([]byte, error) {
 	type wire Deal
 	w := wire(d)
-	if w.CustomFields == nil {
-		w.CustomFields = map[string]json.RawMessage{}
-	}
+	w.CustomFields = orEmpty(w.CustomFields)
 	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC(), w.UpdatedAt.UTC()
 	if w.ClosedAt != nil {
 		w.ClosedAt = ptr(w.ClosedAt.UTC())
@@ -109,8 +106,8 @@ type ConvertDealInput struct {
 
 // CreateDeal decides the events that create deal id in organization orgID.
 func CreateDeal(id, orgID string, in DealInput) ([]Event, error) {
-	if id == "" || orgID == "" {
-		return nil, errors.New("domain: CreateDeal needs a deal id and an organization")
+	if err := requireIDs("CreateDeal", "a deal id", id, orgID); err != nil {
+		return nil, err
 	}
 	var p problems
 	checkName(&p, "name", in.Name)
@@ -192,27 +189,11 @@ func (d Deal) Update(patch DealPatch) ([]Event, error) {
 	}
 	var p problems
 	next := d
-	if patch.Name.Set {
-		if patch.Name.Null {
-			p.add("name", CodeRequired, "name is required and cannot be cleared")
-		} else {
-			checkName(&p, "name", patch.Name.Value)
-			next.Name = patch.Name.Value
-		}
-	}
+	next.Name = patchName(&p, d.Name, patch.Name)
 	next.Amount = applyOpt(d.Amount, patch.Amount)
-	next.Currency = applyOpt(d.Currency, patch.Currency)
-	if patch.Currency.Set {
-		checkCurrency(&p, "currency", next.Currency)
-	}
-	next.LeadID = applyOpt(d.LeadID, patch.LeadID)
-	if patch.LeadID.Set {
-		checkText(&p, "lead_id", next.LeadID)
-	}
-	next.OwnerID = applyOpt(d.OwnerID, patch.OwnerID)
-	if patch.OwnerID.Set {
-		checkText(&p, "owner_id", next.OwnerID)
-	}
+	next.Currency = patchChecked(&p, "currency", d.Currency, patch.Currency, checkCurrency)
+	next.LeadID = patchText(&p, "lead_id", d.LeadID, patch.LeadID)
+	next.OwnerID = patchText(&p, "owner_id", d.OwnerID, patch.OwnerID)
 	next.ExpectedCloseDate = applyOpt(d.ExpectedCloseDate, patch.ExpectedCloseDate)
 	if patch.Stage.Set {
 		st, err := ParseDealStage(patch.Stage.Value)
@@ -229,39 +210,26 @@ func (d Deal) Update(patch DealPatch) ([]Event, error) {
 	if stageChanged && next.Stage != DealStageLost {
 		next.LostReason = nil // leaving lost forgets why it was lost
 	}
-	next.LostReason = applyOpt(next.LostReason, patch.LostReason)
-	if patch.LostReason.Set {
-		checkText(&p, "lost_reason", next.LostReason)
-	}
-	if patch.CustomFields.Set {
-		if patch.CustomFields.Null {
-			next.CustomFields = map[string]json.RawMessage{}
-		} else {
-			next.CustomFields = mergeCustomFields(&p, "custom_fields", d.CustomFields, patch.CustomFields.Value)
-		}
-	}
+	next.LostReason = patchText(&p, "lost_reason", next.LostReason, patch.LostReason)
+	next.CustomFields = patchCustomFields(&p, d.CustomFields, patch.CustomFields)
 	checkDealRules(&p, "", dealRules{amount: next.Amount, currency: next.Currency, stage: next.Stage, lostReason: next.LostReason})
 	if err := p.err(); err != nil {
 		return nil, err
 	}
 
-	var out []Event
 	upd := DealUpdated{
+		Name:              nameChange(d.Name, next.Name),
 		Amount:            optFor(d.Amount, next.Amount),
 		Currency:          optFor(d.Currency, next.Currency),
 		LeadID:            optFor(d.LeadID, next.LeadID),
 		OwnerID:           optFor(d.OwnerID, next.OwnerID),
 		ExpectedCloseDate: optFor(d.ExpectedCloseDate, next.ExpectedCloseDate),
-	}
-	if next.Name != d.Name {
-		upd.Name = OptOf(next.Name)
+		CustomFields:      customFieldsChange(d.CustomFields, next.CustomFields),
 	}
 	if !stageChanged {
 		upd.LostReason = optFor(d.LostReason, next.LostReason)
 	}
-	if !equalCustomFields(d.CustomFields, next.CustomFields) {
-		upd.CustomFields = OptOf(next.CustomFields)
-	}
+	var out []Event
 	if !upd.empty() {
 		out = append(out, upd)
 	}
@@ -283,12 +251,7 @@ func stageEvent(from DealStage, next Deal) Event {
 }
 
 // Delete decides the event that deletes the deal.
-func (d Deal) Delete() ([]Event, error) {
-	if !d.exists() {
-		return nil, ErrNotFound
-	}
-	return []Event{DealDeleted{}}, nil
-}
+func (d Deal) Delete() ([]Event, error) { return decideDelete(d.exists(), DealDeleted{}) }
 
 // DealFromConversion decides the events that create deal dealID from lead.
 // Every deal field is optional: the name defaults to the lead's company, or
@@ -298,8 +261,8 @@ func (d Deal) Delete() ([]Event, error) {
 // The lead's own LeadConverted event comes from lead.Convert; the command
 // appends both.
 func DealFromConversion(dealID, orgID string, lead Lead, in ConvertDealInput) ([]Event, error) {
-	if dealID == "" || orgID == "" {
-		return nil, errors.New("domain: DealFromConversion needs a deal id and an organization")
+	if err := requireIDs("DealFromConversion", "a deal id", dealID, orgID); err != nil {
+		return nil, err
 	}
 	if !lead.exists() {
 		return nil, ErrNotFound
@@ -355,40 +318,21 @@ func (d *Deal) Apply(e Event, m Metadata) {
 	at := m.OccurredAt.UTC()
 	switch e := e.(type) {
 	case DealCreated:
-		if e.ID != "" {
-			d.ID = e.ID
-		}
-		d.OrgID = m.OrgID
-		d.Name = e.Name
-		d.Amount, d.Currency = e.Amount, e.Currency
-		d.Stage = e.Stage
-		d.LeadID, d.OwnerID = e.LeadID, e.OwnerID
-		d.ExpectedCloseDate = e.ExpectedCloseDate
-		d.LostReason = e.LostReason
-		d.CustomFields = e.CustomFields
-		if d.CustomFields == nil {
-			d.CustomFields = map[string]json.RawMessage{}
-		}
-		d.CreatedAt = at
+		d.ID, d.OrgID, d.CreatedAt = createdID(d.ID, e.ID), m.OrgID, at
+		d.Name, d.Stage, d.OwnerID = e.Name, e.Stage, e.OwnerID
+		d.Amount, d.Currency, d.LeadID = e.Amount, e.Currency, e.LeadID
+		d.ExpectedCloseDate, d.LostReason = e.ExpectedCloseDate, e.LostReason
+		d.CustomFields = orEmpty(e.CustomFields)
 		if e.Stage.Closed() {
 			d.ClosedAt = &at
 		}
 	case DealUpdated:
-		if e.Name.Set && !e.Name.Null {
-			d.Name = e.Name.Value
-		}
-		d.Amount = applyOpt(d.Amount, e.Amount)
-		d.Currency = applyOpt(d.Currency, e.Currency)
-		d.LeadID = applyOpt(d.LeadID, e.LeadID)
-		d.OwnerID = applyOpt(d.OwnerID, e.OwnerID)
+		d.Name = applyName(d.Name, e.Name)
+		d.Amount, d.Currency = applyOpt(d.Amount, e.Amount), applyOpt(d.Currency, e.Currency)
+		d.LeadID, d.OwnerID = applyOpt(d.LeadID, e.LeadID), applyOpt(d.OwnerID, e.OwnerID)
 		d.ExpectedCloseDate = applyOpt(d.ExpectedCloseDate, e.ExpectedCloseDate)
 		d.LostReason = applyOpt(d.LostReason, e.LostReason)
-		if e.CustomFields.Set {
-			d.CustomFields = e.CustomFields.Value
-			if d.CustomFields == nil {
-				d.CustomFields = map[string]json.RawMessage{}
-			}
-		}
+		d.CustomFields = applyCustomFields(d.CustomFields, e.CustomFields)
 	case DealStageChanged:
 		d.Stage = e.To
 		if e.To.Closed() {
@@ -409,18 +353,8 @@ func (d *Deal) Apply(e Event, m Metadata) {
 		d.Deleted = true
 		d.DeletedAt = &at
 	}
-	d.UpdatedAt = at
-	d.Version++
+	stamp(&d.UpdatedAt, &d.Version, at)
 }
 
 // FoldDeal rebuilds deal id from its stream; see FoldLead.
-func FoldDeal(id string, events []Recorded) (Deal, error) {
-	d := Deal{ID: id}
-	for _, r := range events {
-		d.Apply(r.Event, r.Metadata)
-	}
-	if !d.exists() {
-		return d, ErrNotFound
-	}
-	return d, nil
-}
+func FoldDeal(id string, events []Recorded) (Deal, error) { return fold(Deal{ID: id}, events) }

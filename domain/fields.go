@@ -54,12 +54,8 @@ func checkCurrency(p *problems, field string, v *string) {
 func normalizeCustomFields(p *problems, field string, in map[string]json.RawMessage) map[string]json.RawMessage {
 	out := make(map[string]json.RawMessage, len(in))
 	for k, raw := range in {
-		v, err := decodeJSONValue(raw)
-		if err != nil {
-			p.add(field+"."+k, CodeInvalidFormat, "custom field values must be valid JSON")
-			continue
-		}
-		if v == nil {
+		v, ok := decodeCustomField(p, field, k, raw)
+		if !ok || v == nil {
 			continue
 		}
 		out[k] = encodeJSONValue(v)
@@ -77,9 +73,8 @@ func mergeCustomFields(p *problems, field string, current, patch map[string]json
 		out = map[string]json.RawMessage{}
 	}
 	for k, raw := range patch {
-		pv, err := decodeJSONValue(raw)
-		if err != nil {
-			p.add(field+"."+k, CodeInvalidFormat, "custom field values must be valid JSON")
+		pv, ok := decodeCustomField(p, field, k, raw)
+		if !ok {
 			continue
 		}
 		if pv == nil {
@@ -94,6 +89,17 @@ func mergeCustomFields(p *problems, field string, current, patch map[string]json
 	}
 	checkCustomFieldShape(p, field, out)
 	return out
+}
+
+// decodeCustomField decodes one member of a custom_fields object, reporting
+// a value that is not JSON under the member's own name.
+func decodeCustomField(p *problems, field, key string, raw json.RawMessage) (any, bool) {
+	v, err := decodeJSONValue(raw)
+	if err != nil {
+		p.add(field+"."+key, CodeInvalidFormat, "custom field values must be valid JSON")
+		return nil, false
+	}
+	return v, true
 }
 
 func checkCustomFieldShape(p *problems, field string, m map[string]json.RawMessage) {

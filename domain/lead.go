@@ -63,9 +63,7 @@ type Lead struct {
 func (l Lead) MarshalJSON() ([]byte, error) {
 	type wire Lead // drops the method, so json.Marshal does not recurse
 	w := wire(l)
-	if w.CustomFields == nil {
-		w.CustomFields = map[string]json.RawMessage{}
-	}
+	w.CustomFields = orEmpty(w.CustomFields)
 	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC(), w.UpdatedAt.UTC()
 	return json.Marshal(w)
 }
@@ -101,8 +99,8 @@ const convertOnlyMessage = `status "converted" can only be reached through POST 
 // CreateLead decides the events that create lead id in organization orgID.
 // The organization is not part of the payload: it travels in Metadata.
 func CreateLead(id, orgID string, in LeadInput) ([]Event, error) {
-	if id == "" || orgID == "" {
-		return nil, errors.New("domain: CreateLead needs a lead id and an organization")
+	if err := requireIDs("CreateLead", "a lead id", id, orgID); err != nil {
+		return nil, err
 	}
 	var p problems
 	checkName(&p, "name", in.Name)
@@ -141,12 +139,12 @@ func CreateLead(id, orgID string, in LeadInput) ([]Event, error) {
 	}}, nil
 }
 
-// exists is false before creation and after deletion; commands treat both
-// as "not found".
 // StreamVersion is the version of the record's stream the state was
 // folded from (its ETag).
 func (l Lead) StreamVersion() int64 { return l.Version }
 
+// exists is false before creation and after deletion; commands treat both
+// as "not found".
 func (l Lead) exists() bool { return l.Version > 0 && !l.Deleted }
 
 // Update decides the events for a merge patch. Fields set to their current
@@ -159,34 +157,13 @@ func (l Lead) Update(patch LeadPatch) ([]Event, error) {
 	}
 	var p problems
 	next := l
-	if patch.Name.Set {
-		if patch.Name.Null {
-			p.add("name", CodeRequired, "name is required and cannot be cleared")
-		} else {
-			checkName(&p, "name", patch.Name.Value)
-			next.Name = patch.Name.Value
-		}
-	}
-	next.Email = applyOpt(l.Email, patch.Email)
-	if patch.Email.Set {
-		checkEmail(&p, "email", next.Email)
-	}
-	for _, f := range []struct {
-		name string
-		dst  **string
-		opt  Opt[string]
-	}{
-		{"phone", &next.Phone, patch.Phone},
-		{"company", &next.Company, patch.Company},
-		{"title", &next.Title, patch.Title},
-		{"source", &next.Source, patch.Source},
-		{"owner_id", &next.OwnerID, patch.OwnerID},
-	} {
-		*f.dst = applyOpt(*f.dst, f.opt)
-		if f.opt.Set {
-			checkText(&p, f.name, *f.dst)
-		}
-	}
+	next.Name = patchName(&p, l.Name, patch.Name)
+	next.Email = patchChecked(&p, "email", l.Email, patch.Email, checkEmail)
+	next.Phone = patchText(&p, "phone", l.Phone, patch.Phone)
+	next.Company = patchText(&p, "company", l.Company, patch.Company)
+	next.Title = patchText(&p, "title", l.Title, patch.Title)
+	next.Source = patchText(&p, "source", l.Source, patch.Source)
+	next.OwnerID = patchText(&p, "owner_id", l.OwnerID, patch.OwnerID)
 	if patch.Status.Set {
 		st, err := ParseLeadStatus(patch.Status.Value)
 		switch {
@@ -200,13 +177,7 @@ func (l Lead) Update(patch LeadPatch) ([]Event, error) {
 			next.Status = st
 		}
 	}
-	if patch.CustomFields.Set {
-		if patch.CustomFields.Null {
-			next.CustomFields = map[string]json.RawMessage{}
-		} else {
-			next.CustomFields = mergeCustomFields(&p, "custom_fields", l.CustomFields, patch.CustomFields.Value)
-		}
-	}
+	next.CustomFields = patchCustomFields(&p, l.CustomFields, patch.CustomFields)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -216,21 +187,17 @@ func (l Lead) Update(patch LeadPatch) ([]Event, error) {
 		return nil, fmt.Errorf("%w: lead is converted; its status can no longer change", ErrConflict)
 	}
 
-	var out []Event
 	upd := LeadUpdated{
-		Email:   optFor(l.Email, next.Email),
-		Phone:   optFor(l.Phone, next.Phone),
-		Company: optFor(l.Company, next.Company),
-		Title:   optFor(l.Title, next.Title),
-		Source:  optFor(l.Source, next.Source),
-		OwnerID: optFor(l.OwnerID, next.OwnerID),
+		Name:         nameChange(l.Name, next.Name),
+		Email:        optFor(l.Email, next.Email),
+		Phone:        optFor(l.Phone, next.Phone),
+		Company:      optFor(l.Company, next.Company),
+		Title:        optFor(l.Title, next.Title),
+		Source:       optFor(l.Source, next.Source),
+		OwnerID:      optFor(l.OwnerID, next.OwnerID),
+		CustomFields: customFieldsChange(l.CustomFields, next.CustomFields),
 	}
-	if next.Name != l.Name {
-		upd.Name = OptOf(next.Name)
-	}
-	if !equalCustomFields(l.CustomFields, next.CustomFields) {
-		upd.CustomFields = OptOf(next.CustomFields)
-	}
+	var out []Event
 	if !upd.empty() {
 		out = append(out, upd)
 	}
@@ -257,12 +224,7 @@ func (l Lead) Convert(dealID string) ([]Event, error) {
 }
 
 // Delete decides the event that deletes the lead.
-func (l Lead) Delete() ([]Event, error) {
-	if !l.exists() {
-		return nil, ErrNotFound
-	}
-	return []Event{LeadDeleted{}}, nil
-}
+func (l Lead) Delete() ([]Event, error) { return decideDelete(l.exists(), LeadDeleted{}) }
 
 // Apply folds one event into the lead. It is a pure function of the current
 // state, the event and its metadata, never of the clock, so replaying a
@@ -276,35 +238,16 @@ func (l *Lead) Apply(e Event, m Metadata) {
 	at := m.OccurredAt.UTC()
 	switch e := e.(type) {
 	case LeadCreated:
-		if e.ID != "" {
-			l.ID = e.ID
-		}
-		l.OrgID = m.OrgID
-		l.Name = e.Name
+		l.ID, l.OrgID, l.CreatedAt = createdID(l.ID, e.ID), m.OrgID, at
+		l.Name, l.Status, l.OwnerID = e.Name, e.Status, e.OwnerID
 		l.Email, l.Phone, l.Company, l.Title, l.Source = e.Email, e.Phone, e.Company, e.Title, e.Source
-		l.Status = e.Status
-		l.OwnerID = e.OwnerID
-		l.CustomFields = e.CustomFields
-		if l.CustomFields == nil {
-			l.CustomFields = map[string]json.RawMessage{}
-		}
-		l.CreatedAt = at
+		l.CustomFields = orEmpty(e.CustomFields)
 	case LeadUpdated:
-		if e.Name.Set && !e.Name.Null {
-			l.Name = e.Name.Value
-		}
-		l.Email = applyOpt(l.Email, e.Email)
-		l.Phone = applyOpt(l.Phone, e.Phone)
-		l.Company = applyOpt(l.Company, e.Company)
-		l.Title = applyOpt(l.Title, e.Title)
-		l.Source = applyOpt(l.Source, e.Source)
-		l.OwnerID = applyOpt(l.OwnerID, e.OwnerID)
-		if e.CustomFields.Set {
-			l.CustomFields = e.CustomFields.Value
-			if l.CustomFields == nil {
-				l.CustomFields = map[string]json.RawMessage{}
-			}
-		}
+		l.Name = applyName(l.Name, e.Name)
+		l.Email, l.Phone = applyOpt(l.Email, e.Email), applyOpt(l.Phone, e.Phone)
+		l.Company, l.Title = applyOpt(l.Company, e.Company), applyOpt(l.Title, e.Title)
+		l.Source, l.OwnerID = applyOpt(l.Source, e.Source), applyOpt(l.OwnerID, e.OwnerID)
+		l.CustomFields = applyCustomFields(l.CustomFields, e.CustomFields)
 	case LeadStatusChanged:
 		l.Status = e.To
 	case LeadConverted:
@@ -314,23 +257,13 @@ func (l *Lead) Apply(e Event, m Metadata) {
 		l.Deleted = true
 		l.DeletedAt = &at
 	}
-	l.UpdatedAt = at
-	l.Version++
+	stamp(&l.UpdatedAt, &l.Version, at)
 }
 
 // FoldLead rebuilds lead id from its stream. It returns ErrNotFound when the
 // stream holds no creation or ends in a deletion, together with the folded
 // state, which history and as_of reads may still need.
-func FoldLead(id string, events []Recorded) (Lead, error) {
-	l := Lead{ID: id}
-	for _, r := range events {
-		l.Apply(r.Event, r.Metadata)
-	}
-	if !l.exists() {
-		return l, ErrNotFound
-	}
-	return l, nil
-}
+func FoldLead(id string, events []Recorded) (Lead, error) { return fold(Lead{ID: id}, events) }
 
 func clonePtr[T any](p *T) *T {
 	if p == nil {
