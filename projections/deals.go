@@ -24,7 +24,7 @@ func (Deals) Name() string { return DealsName }
 
 // Reset implements Projection.
 func (d Deals) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	return d.Driver.EmptyReadModel(ctx, tx, "deals")
+	return d.Driver.EmptyReadModel(ctx, tx, dealKind.name)
 }
 
 // dealFromRow is the deal a stored row holds.
@@ -85,51 +85,29 @@ func rowFromDeal(d domain.Deal) (driver.DealRow, error) {
 	return r, nil
 }
 
-// Apply implements Projection; see Leads.Apply.
+// dealKind is the deals table to the shared record code (kind.go).
+var dealKind = recordKind[domain.Deal, driver.DealRow, driver.DealWrite]{
+	name: DealsName, kind: envelope.KindDeal, stream: envelope.DealStream,
+	blank:   func(id string) domain.Deal { return domain.Deal{ID: id} },
+	apply:   (*domain.Deal).Apply,
+	version: domain.Deal.StreamVersion,
+	created: func(d domain.Deal) bool { return d.Version != 0 && d.OrgID != "" },
+	foldAll: domain.FoldDeal, changes: domain.DealChanges,
+	cursor:  func(d domain.Deal) Cursor { return Cursor{CreatedAt: d.CreatedAt, ID: d.ID} },
+	fromRow: dealFromRow, toRow: rowFromDeal,
+	row: func(r *driver.DealRow) (string, string, bool) { return r.ID, r.OrgID, r.DeletedAt != nil },
+	write: func(before *driver.DealRow, after driver.DealRow) driver.DealWrite {
+		return driver.DealWrite{Before: before, After: after}
+	},
+	load: driver.Driver.LoadDeals, upsert: driver.Driver.UpsertDeals, get: driver.Driver.GetDeal,
+}
+
+// Apply implements Projection; see Leads.Apply. Deals are not a Preparer:
+// the batch is decoded inside the transaction.
 func (p Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error {
-	dec, err := decodeKind(events, envelope.KindDeal)
-	if err != nil || len(dec.order) == 0 {
-		return err
-	}
-	byID, order := dec.byID, dec.order
-	existing := make([]string, 0, len(order))
-	for _, id := range order {
-		if byID[id][0].Version > 1 {
-			existing = append(existing, id)
-		}
-	}
-	loaded, err := p.Driver.LoadDeals(ctx, tx, existing)
+	dec, err := decodeKind(events, dealKind.kind)
 	if err != nil {
 		return err
 	}
-	current := indexByID(loaded, func(r *driver.DealRow) string { return r.ID })
-	writes := make([]driver.DealWrite, 0, len(order)) // see Leads.ApplyPrepared
-	for _, id := range order {
-		stored, ok := current[id]
-		d := domain.Deal{ID: id}
-		if ok {
-			if d, err = dealFromRow(stored); err != nil {
-				return err
-			}
-		}
-		for _, e := range byID[id] {
-			if e.Version <= d.Version {
-				continue
-			}
-			d.Apply(e.Event, e.Meta)
-		}
-		if d.Version == 0 || d.OrgID == "" {
-			continue
-		}
-		r, err := rowFromDeal(d)
-		if err != nil {
-			return err
-		}
-		w := driver.DealWrite{After: r}
-		if ok {
-			w.Before = &stored
-		}
-		writes = append(writes, w)
-	}
-	return p.Driver.UpsertDeals(ctx, tx, writes)
+	return dealKind.project(ctx, tx, p.Driver, dec, nil)
 }
