@@ -1,31 +1,13 @@
 package projections
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-
-	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/envelope"
-	"github.com/salesos/salesos/eventstore"
 )
-
-// Deals maintains the deals table through Driver.
-type Deals struct{ Driver driver.Driver }
-
-// DealsName is the deals projection's checkpoint key.
-const DealsName = "deals"
-
-// Name implements Projection.
-func (Deals) Name() string { return DealsName }
-
-// Reset implements Projection.
-func (d Deals) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	return d.Driver.EmptyReadModel(ctx, tx, dealKind.name)
-}
 
 // dealFromRow is the deal a stored row holds.
 func dealFromRow(r driver.DealRow) (domain.Deal, error) {
@@ -100,14 +82,4 @@ var dealKind = recordKind[domain.Deal, driver.DealRow, driver.DealWrite]{
 		return driver.DealWrite{Before: before, After: after}
 	},
 	load: driver.Driver.LoadDeals, upsert: driver.Driver.UpsertDeals, get: driver.Driver.GetDeal,
-}
-
-// Apply implements Projection; see Leads.Apply. Deals are not a Preparer:
-// the batch is decoded inside the transaction.
-func (p Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error {
-	dec, err := decodeKind(events, dealKind.kind)
-	if err != nil {
-		return err
-	}
-	return dealKind.project(ctx, tx, p.Driver, dec, nil)
 }

@@ -56,6 +56,11 @@ type recordKind[T, R, W any] struct {
 	get    func(d driver.Driver, ctx context.Context, e driver.Executor, id string) (R, error)
 }
 
+// reset empties the kind's table, for a rebuild.
+func (k recordKind[T, R, W]) reset(ctx context.Context, tx *sqlx.Tx, drv driver.Driver) error {
+	return drv.EmptyReadModel(ctx, tx, k.name)
+}
+
 // fold applies the events newer than r's version.
 func (k recordKind[T, R, W]) fold(r T, evs []envelope.Envelope) T {
 	for _, e := range evs {

@@ -13,20 +13,6 @@ import (
 	"github.com/salesos/salesos/eventstore"
 )
 
-// Leads maintains the leads table through Driver.
-type Leads struct{ Driver driver.Driver }
-
-// LeadsName is the leads projection's checkpoint key.
-const LeadsName = "leads"
-
-// Name implements Projection.
-func (Leads) Name() string { return LeadsName }
-
-// Reset implements Projection.
-func (l Leads) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	return l.Driver.EmptyReadModel(ctx, tx, leadKind.name)
-}
-
 // leadFromRow is the lead a stored row holds.
 func leadFromRow(r driver.LeadRow) (domain.Lead, error) {
 	l := domain.Lead{
