@@ -1,31 +1,13 @@
 package projections
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-
-	"github.com/jmoiron/sqlx"
 
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/envelope"
-	"github.com/salesos/salesos/eventstore"
 )
-
-// Deals maintains the deals table through Driver.
-type Deals struct{ Driver driver.Driver }
-
-// DealsName is the deals projection's checkpoint key.
-const DealsName = "deals"
-
-// Name implements Projection.
-func (Deals) Name() string { return DealsName }
-
-// Reset implements Projection.
-func (d Deals) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	return d.Driver.EmptyReadModel(ctx, tx, "deals")
-}
 
 // dealFromRow is the deal a stored row holds.
 func dealFromRow(r driver.DealRow) (domain.Deal, error) {
@@ -85,51 +67,19 @@ func rowFromDeal(d domain.Deal) (driver.DealRow, error) {
 	return r, nil
 }
 
-// Apply implements Projection; see Leads.Apply.
-func (p Deals) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.RecordedEvent) error {
-	dec, err := decodeKind(events, envelope.KindDeal)
-	if err != nil || len(dec.order) == 0 {
-		return err
-	}
-	byID, order := dec.byID, dec.order
-	existing := make([]string, 0, len(order))
-	for _, id := range order {
-		if byID[id][0].Version > 1 {
-			existing = append(existing, id)
-		}
-	}
-	loaded, err := p.Driver.LoadDeals(ctx, tx, existing)
-	if err != nil {
-		return err
-	}
-	current := indexByID(loaded, func(r *driver.DealRow) string { return r.ID })
-	writes := make([]driver.DealWrite, 0, len(order)) // see Leads.ApplyPrepared
-	for _, id := range order {
-		stored, ok := current[id]
-		d := domain.Deal{ID: id}
-		if ok {
-			if d, err = dealFromRow(stored); err != nil {
-				return err
-			}
-		}
-		for _, e := range byID[id] {
-			if e.Version <= d.Version {
-				continue
-			}
-			d.Apply(e.Event, e.Meta)
-		}
-		if d.Version == 0 || d.OrgID == "" {
-			continue
-		}
-		r, err := rowFromDeal(d)
-		if err != nil {
-			return err
-		}
-		w := driver.DealWrite{After: r}
-		if ok {
-			w.Before = &stored
-		}
-		writes = append(writes, w)
-	}
-	return p.Driver.UpsertDeals(ctx, tx, writes)
+// dealKind is the deals table to the shared record code (kind.go).
+var dealKind = recordKind[domain.Deal, driver.DealRow, driver.DealWrite]{
+	name: DealsName, kind: envelope.KindDeal, stream: envelope.DealStream,
+	blank:   func(id string) domain.Deal { return domain.Deal{ID: id} },
+	apply:   (*domain.Deal).Apply,
+	version: domain.Deal.StreamVersion,
+	created: func(d domain.Deal) bool { return d.Version != 0 && d.OrgID != "" },
+	foldAll: domain.FoldDeal, changes: domain.DealChanges,
+	cursor:  func(d domain.Deal) Cursor { return Cursor{CreatedAt: d.CreatedAt, ID: d.ID} },
+	fromRow: dealFromRow, toRow: rowFromDeal,
+	row: func(r *driver.DealRow) (string, string, bool) { return r.ID, r.OrgID, r.DeletedAt != nil },
+	write: func(before *driver.DealRow, after driver.DealRow) driver.DealWrite {
+		return driver.DealWrite{Before: before, After: after}
+	},
+	load: driver.Driver.LoadDeals, upsert: driver.Driver.UpsertDeals, get: driver.Driver.GetDeal,
 }

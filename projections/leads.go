@@ -13,20 +13,6 @@ import (
 	"github.com/salesos/salesos/eventstore"
 )
 
-// Leads maintains the leads table through Driver.
-type Leads struct{ Driver driver.Driver }
-
-// LeadsName is the leads projection's checkpoint key.
-const LeadsName = "leads"
-
-// Name implements Projection.
-func (Leads) Name() string { return LeadsName }
-
-// Reset implements Projection.
-func (l Leads) Reset(ctx context.Context, tx *sqlx.Tx) error {
-	return l.Driver.EmptyReadModel(ctx, tx, "leads")
-}
-
 // leadFromRow is the lead a stored row holds.
 func leadFromRow(r driver.LeadRow) (domain.Lead, error) {
 	l := domain.Lead{
@@ -64,6 +50,23 @@ func rowFromLead(l domain.Lead) (driver.LeadRow, error) {
 	return r, nil
 }
 
+// leadKind is the leads table to the shared record code (kind.go).
+var leadKind = recordKind[domain.Lead, driver.LeadRow, driver.LeadWrite]{
+	name: LeadsName, kind: envelope.KindLead, stream: envelope.LeadStream,
+	blank:   func(id string) domain.Lead { return domain.Lead{ID: id} },
+	apply:   (*domain.Lead).Apply,
+	version: domain.Lead.StreamVersion,
+	created: func(l domain.Lead) bool { return l.Version != 0 && l.OrgID != "" },
+	foldAll: domain.FoldLead, changes: domain.LeadChanges,
+	cursor:  func(l domain.Lead) Cursor { return Cursor{CreatedAt: l.CreatedAt, ID: l.ID} },
+	fromRow: leadFromRow, toRow: rowFromLead,
+	row: func(r *driver.LeadRow) (string, string, bool) { return r.ID, r.OrgID, r.DeletedAt != nil },
+	write: func(before *driver.LeadRow, after driver.LeadRow) driver.LeadWrite {
+		return driver.LeadWrite{Before: before, After: after}
+	},
+	load: driver.Driver.LoadLeads, upsert: driver.Driver.UpsertLeads, get: driver.Driver.GetLead,
+}
+
 // Apply implements Projection: fold the batch's lead events in memory over
 // the current rows, then write every touched lead in one driver call
 // (driver.LeadRows.UpsertLeads).
@@ -80,7 +83,7 @@ func (l Leads) Apply(ctx context.Context, tx *sqlx.Tx, events []eventstore.Recor
 // driver): their rows do not depend on the table, so this work leaves the
 // transaction.
 func (p Leads) Prepare(events []eventstore.RecordedEvent) (any, error) {
-	d, err := decodeKind(events, envelope.KindLead)
+	d, err := decodeKind(events, leadKind.kind)
 	if err != nil {
 		return nil, err
 	}
@@ -90,8 +93,8 @@ func (p Leads) Prepare(events []eventstore.RecordedEvent) (any, error) {
 		if evs[0].Version != 1 {
 			continue
 		}
-		l := foldLead(domain.Lead{ID: id}, evs)
-		if l.Version == 0 || l.OrgID == "" {
+		l := leadKind.fold(domain.Lead{ID: id}, evs)
+		if !leadKind.created(l) {
 			continue
 		}
 		r, err := rowFromLead(l)
@@ -111,116 +114,20 @@ type preparedLeads struct {
 	born map[string]driver.LeadWrite
 }
 
-// foldLead applies the events newer than l's version.
-func foldLead(l domain.Lead, evs []envelope.Envelope) domain.Lead {
-	for _, e := range evs {
-		if e.Version <= l.Version {
-			continue // already in the row
-		}
-		l.Apply(e.Event, e.Meta)
-	}
-	return l
-}
-
 // ApplyPrepared implements Preparer.
 func (l Leads) ApplyPrepared(ctx context.Context, tx *sqlx.Tx, prepared any, after uint64) error {
 	p := prepared.(preparedLeads)
-	d := p.decoded
 	// Drop what an earlier transaction already applied (a redelivery).
-	byID := make(map[string][]envelope.Envelope, len(d.order))
-	order := make([]string, 0, len(d.order))
-	for _, id := range d.order {
-		evs := d.byID[id]
+	fresh := decoded{byID: make(map[string][]envelope.Envelope, len(p.order)), order: make([]string, 0, len(p.order))}
+	for _, id := range p.order {
+		evs := p.byID[id]
 		for len(evs) > 0 && evs[0].Position <= after {
 			evs = evs[1:]
 		}
 		if len(evs) > 0 {
-			byID[id] = evs
-			order = append(order, id)
+			fresh.byID[id] = evs
+			fresh.order = append(fresh.order, id)
 		}
 	}
-	if len(order) == 0 {
-		return nil
-	}
-	// Only leads created before these events can have a row: a lead whose
-	// first event here is its creation is new.
-	existing := make([]string, 0, len(order))
-	for _, id := range order {
-		if byID[id][0].Version > 1 {
-			existing = append(existing, id)
-		}
-	}
-	loaded, err := l.Driver.LoadLeads(ctx, tx, existing)
-	if err != nil {
-		return err
-	}
-	current := indexByID(loaded, func(r *driver.LeadRow) string { return r.ID })
-	// The stored row goes along with its new state: a driver may write only
-	// the columns that changed (SQLite does).
-	writes := make([]driver.LeadWrite, 0, len(order))
-	for _, id := range order {
-		if b, ok := p.born[id]; ok && byID[id][0].Version == 1 {
-			// Created in this batch and none of its events applied yet:
-			// Prepare folded it.
-			writes = append(writes, b)
-			continue
-		}
-		stored, ok := current[id]
-		lead := domain.Lead{ID: id}
-		if ok {
-			if lead, err = leadFromRow(stored); err != nil {
-				return err
-			}
-		}
-		lead = foldLead(lead, byID[id])
-		if lead.Version == 0 || lead.OrgID == "" {
-			continue // no creation seen: nothing to project
-		}
-		r, err := rowFromLead(lead)
-		if err != nil {
-			return err
-		}
-		w := driver.LeadWrite{After: r}
-		if ok {
-			w.Before = &stored
-		}
-		writes = append(writes, w)
-	}
-	return l.Driver.UpsertLeads(ctx, tx, writes)
-}
-
-// indexByID indexes rows (as a driver's LoadLeads or LoadDeals returns
-// them) by their id.
-func indexByID[R any](rows []R, id func(*R) string) map[string]R {
-	out := make(map[string]R, len(rows))
-	for i := range rows {
-		out[id(&rows[i])] = rows[i]
-	}
-	return out
-}
-
-// decoded is a batch's events of one record kind, grouped by record id in
-// first-seen order.
-type decoded struct {
-	byID  map[string][]envelope.Envelope
-	order []string
-}
-
-func decodeKind(events []eventstore.RecordedEvent, kind envelope.Kind) (decoded, error) {
-	d := decoded{byID: map[string][]envelope.Envelope{}}
-	for _, r := range events {
-		k, id, ok := envelope.ParseStream(r.StreamID)
-		if !ok || k != kind {
-			continue
-		}
-		e, err := envelope.Decode(r)
-		if err != nil {
-			return decoded{}, err
-		}
-		if _, seen := d.byID[id]; !seen {
-			d.order = append(d.order, id)
-		}
-		d.byID[id] = append(d.byID[id], e)
-	}
-	return d, nil
+	return leadKind.project(ctx, tx, l.Driver, fresh, p.born)
 }

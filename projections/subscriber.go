@@ -203,7 +203,20 @@ func (s *storeSubscriber) follow(ctx context.Context, name string, out chan<- *m
 }
 
 func (s *storeSubscriber) watchGeneration(ctx context.Context, name string, gen int64, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(s.lockRetry)
+	everyTick(ctx, s.lockRetry, func() bool {
+		cp, err := s.d.ReadCheckpoint(ctx, s.read, name)
+		if err == nil && cp.Generation != gen {
+			cancel(errRebuilt)
+			return false
+		}
+		return true
+	})
+}
+
+// everyTick calls check every interval until ctx ends or check returns
+// false (it has found what it watches for).
+func everyTick(ctx context.Context, every time.Duration, check func() bool) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -211,9 +224,7 @@ func (s *storeSubscriber) watchGeneration(ctx context.Context, name string, gen 
 			return
 		case <-t.C:
 		}
-		cp, err := s.d.ReadCheckpoint(ctx, s.read, name)
-		if err == nil && cp.Generation != gen {
-			cancel(errRebuilt)
+		if !check() {
 			return
 		}
 	}
@@ -245,22 +256,16 @@ func (l leadership) watch(ctx context.Context, every time.Duration, cancel conte
 	if l.conn == nil {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	everyTick(ctx, every, func() bool {
 		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
 		err := l.conn.PingContext(pctx)
 		pcancel()
 		if err != nil && ctx.Err() == nil {
 			cancel(fmt.Errorf("%w: %w", errLeaderLost, err))
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 // acquireLeader blocks until this process holds the projection's leader

@@ -9,7 +9,7 @@ import (
 
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/driver"
-	"github.com/salesos/salesos/projections"
+	"github.com/salesos/salesos/paging"
 )
 
 // Delivery is one event on its way to one webhook.
@@ -56,21 +56,21 @@ const (
 
 // ListDeliveries lists a webhook's deliveries, newest first, optionally of
 // one status.
-func (s *Store) ListDeliveries(ctx context.Context, orgID, webhookID, status string, limit int, after *projections.Cursor) (projections.Page[Delivery], error) {
+func (s *Store) ListDeliveries(ctx context.Context, orgID, webhookID, status string, limit int, after *paging.Cursor) (paging.Page[Delivery], error) {
 	if _, err := s.Get(ctx, orgID, webhookID); err != nil {
-		return projections.Page[Delivery]{}, err
+		return paging.Page[Delivery]{}, err
 	}
 	rows, err := s.Driver.ListDeliveries(ctx, s.reader(), driver.DeliveryList{
 		OrgID: orgID, WebhookID: webhookID, Status: status, Limit: limit + 1, After: listAfter(after),
 	})
 	if err != nil {
-		return projections.Page[Delivery]{}, err
+		return paging.Page[Delivery]{}, err
 	}
 	var out []Delivery
 	for _, r := range rows {
 		out = append(out, deliveryFrom(r))
 	}
-	return page(out, limit, func(d Delivery) projections.Cursor { return projections.Cursor{CreatedAt: d.CreatedAt, ID: d.ID} }), nil
+	return paging.Of(out, limit, func(d Delivery) paging.Cursor { return paging.Cursor{CreatedAt: d.CreatedAt, ID: d.ID} }), nil
 }
 
 // GetDelivery returns one delivery with every attempt.

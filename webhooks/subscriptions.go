@@ -14,7 +14,7 @@ import (
 
 	"github.com/salesos/salesos/domain"
 	"github.com/salesos/salesos/driver"
-	"github.com/salesos/salesos/projections"
+	"github.com/salesos/salesos/paging"
 )
 
 // Webhook is a subscription as the API shows it. Secret is only filled in
@@ -197,35 +197,23 @@ func (s *Store) Get(ctx context.Context, orgID, id string) (Webhook, error) {
 }
 
 // List returns the organization's subscriptions, newest first.
-func (s *Store) List(ctx context.Context, orgID string, limit int, after *projections.Cursor) (projections.Page[Webhook], error) {
+func (s *Store) List(ctx context.Context, orgID string, limit int, after *paging.Cursor) (paging.Page[Webhook], error) {
 	rows, err := s.Driver.ListWebhooks(ctx, s.reader(), orgID, limit+1, listAfter(after))
 	if err != nil {
-		return projections.Page[Webhook]{}, err
+		return paging.Page[Webhook]{}, err
 	}
 	var hooks []Webhook // nil when there are none, as before
 	for _, r := range rows {
 		hooks = append(hooks, webhookFrom(r))
 	}
-	return page(hooks, limit, func(w Webhook) projections.Cursor { return projections.Cursor{CreatedAt: w.CreatedAt, ID: w.ID} }), nil
+	return paging.Of(hooks, limit, func(w Webhook) paging.Cursor { return paging.Cursor{CreatedAt: w.CreatedAt, ID: w.ID} }), nil
 }
 
-func listAfter(c *projections.Cursor) *driver.ListAfter {
+func listAfter(c *paging.Cursor) *driver.ListAfter {
 	if c == nil {
 		return nil
 	}
 	return &driver.ListAfter{CreatedAt: c.CreatedAt, ID: c.ID}
-}
-
-// page reads one row more than the page holds (limit+1): its presence
-// says there is a next page.
-func page[T any](rows []T, limit int, cursor func(T) projections.Cursor) projections.Page[T] {
-	p := projections.Page[T]{Data: rows}
-	if len(rows) > limit {
-		p.Data, p.HasMore = rows[:limit], true
-		c := cursor(rows[limit-1])
-		p.NextCursor = &c
-	}
-	return p
 }
 
 // Update changes a subscription. Reactivating resets the failure count and

@@ -81,8 +81,8 @@ func (Driver) ReadFeed(ctx context.Context, e driver.Executor, p driver.FeedRead
 // customPlans sets up a dispatcher transaction.
 //
 // Its statements are planned with their actual parameters: a cached
-// generic plan made while the deliveries table was small would scan it (see
-// projections.customPlans).
+// generic plan made while the deliveries table was small would scan it (the
+// same reason as BeginProjectionBatch, in projections.go).
 //
 // And its commit does not wait for the WAL flush (synchronous_commit off).
 // Claims and outcomes are the dispatcher's bookkeeping, and at-least-once

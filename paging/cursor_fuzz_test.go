@@ -1,6 +1,6 @@
-package projections
+package paging
 
-// Run with .ci/fuzz, or: go test -run '^$' -fuzz '^FuzzDecodeCursor$' -fuzztime 10s ./projections
+// Run with .ci/fuzz, or: go test -run '^$' -fuzz '^FuzzDecodeCursor$' -fuzztime 10s ./paging
 
 import (
 	"strings"
