@@ -34,6 +34,9 @@ func newError(status int, code, msg string) *Error {
 }
 
 func errBadRequest(msg string) *Error { return newError(http.StatusBadRequest, "bad_request", msg) }
+func errPayloadTooLarge() *Error {
+	return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is larger than 1 MB")
+}
 func errNotFound(what string) *Error {
 	return newError(http.StatusNotFound, "not_found", what+" not found")
 }
@@ -110,7 +113,7 @@ func fromEchoError(he *echo.HTTPError) *Error {
 	case http.StatusMethodNotAllowed:
 		return newError(http.StatusMethodNotAllowed, "method_not_allowed", "this route does not support that method")
 	case http.StatusRequestEntityTooLarge:
-		return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is larger than 1 MB")
+		return errPayloadTooLarge()
 	case http.StatusUnsupportedMediaType:
 		return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "request bodies must be application/json")
 	case http.StatusUnauthorized:

@@ -32,13 +32,9 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		if len(key) > 255 || !printableASCII(key) {
 			return errBadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
 		}
-		body, err := io.ReadAll(c.Request().Body)
+		body, err := readBody(c)
 		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is larger than 1 MB")
-			}
-			return errBadRequest("the request body could not be read")
+			return err
 		}
 		c.Request().Body = io.NopCloser(bytes.NewReader(body))
 

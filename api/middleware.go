@@ -106,7 +106,7 @@ func bodyLimit(limit int64) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
 			if r.ContentLength > limit {
-				return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is larger than 1 MB")
+				return errPayloadTooLarge()
 			}
 			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
 			return next(c)

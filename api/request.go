@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -20,13 +19,9 @@ import (
 // unknown fields and wrongly typed values are 422 with details, and a body
 // over the limit is 413. An empty body decodes as {} when allowEmpty.
 func decodeJSON(c echo.Context, v any, allowEmpty bool) error {
-	body, err := io.ReadAll(c.Request().Body)
+	body, err := readBody(c)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is larger than 1 MB")
-		}
-		return errBadRequest("the request body could not be read")
+		return err
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {

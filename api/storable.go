@@ -102,7 +102,7 @@ func readBody(c echo.Context) ([]byte, error) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, newError(http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is larger than 1 MB")
+		return nil, errPayloadTooLarge()
 	case errors.Is(err, errBodyTimeout):
 		// The connection cannot carry another request: what is left of
 		// this body is still on it.

@@ -107,6 +107,27 @@ func startServer(ctx context.Context, dbURL string, mods ...func(*app.Config)) (
 	return s, nil
 }
 
+// startFresh starts a server on an empty database of target t and
+// returns it with the database's URL.
+func startFresh(ctx context.Context, t *target) (*server, string, error) {
+	dbURL, err := t.freshURL(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := startServer(ctx, dbURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("start server: %w", err)
+	}
+	return s, dbURL, nil
+}
+
+// closeLogged stops the server and logs what Serve returned, if anything.
+func (s *server) closeLogged(what string) {
+	if err := s.close(); err != nil {
+		logf("%s: serve: %v", what, err)
+	}
+}
+
 func (s *server) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -224,19 +245,11 @@ func tokenPos(tok string) uint64 {
 func runHTTP(ctx context.Context, o *options, t *target, refTPS float64) error {
 	// An empty log: the server's projections (and the webhook fan-out)
 	// start with no backlog from the catch-up bench.
-	dbURL, err := t.freshURL(ctx)
+	s, _, err := startFresh(ctx, t)
 	if err != nil {
 		return err
 	}
-	s, err := startServer(ctx, dbURL)
-	if err != nil {
-		return fmt.Errorf("start server: %w", err)
-	}
-	defer func() {
-		if cerr := s.close(); cerr != nil {
-			logf("http: serve: %v", cerr)
-		}
-	}()
+	defer s.closeLogged("http")
 	logf("http: server on %s (dev issuer %s)", s.base, s.app.DevIssuer.Issuer())
 	if err := s.waitProjections(ctx); err != nil {
 		return err

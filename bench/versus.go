@@ -17,19 +17,11 @@ import (
 // each has created, at random. SalesOS answers GETs with read-your-writes
 // (its stream probe included). Issue 13's bars are the ratios.
 func runVersusPeer(ctx context.Context, o *options, t *target) error {
-	dbURL, err := t.freshURL(ctx)
+	s, dbURL, err := startFresh(ctx, t)
 	if err != nil {
 		return err
 	}
-	s, err := startServer(ctx, dbURL)
-	if err != nil {
-		return fmt.Errorf("start server: %w", err)
-	}
-	defer func() {
-		if cerr := s.close(); cerr != nil {
-			logf("versus: serve: %v", cerr)
-		}
-	}()
+	defer s.closeLogged("versus")
 	// The peer gets as many connections as SalesOS's pool.
 	conns := s.app.Config.DBMaxConns
 	if conns == 0 {

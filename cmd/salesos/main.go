@@ -122,13 +122,19 @@ Get one and make a first call:
 	return a.Serve(ctx, ln)
 }
 
-func migrate() error {
+// openConfigured opens the database the environment configures, for the
+// subcommands that work on it without a server.
+func openConfigured(ctx context.Context) (*app.Database, error) {
 	cfg, err := app.ConfigFromEnv()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return app.OpenDatabase(ctx, cfg.DatabaseURL)
+}
+
+func migrate() error {
 	ctx := context.Background()
-	db, err := app.OpenDatabase(ctx, cfg.DatabaseURL)
+	db, err := openConfigured(ctx)
 	if err != nil {
 		return err
 	}
@@ -214,12 +220,8 @@ func rebuild(args []string, stdout io.Writer) error {
 
 // listParked prints the parked events of every projection, oldest first.
 func listParked(stdout io.Writer) error {
-	cfg, err := app.ConfigFromEnv()
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
-	db, err := app.OpenDatabase(ctx, cfg.DatabaseURL)
+	db, err := openConfigured(ctx)
 	if err != nil {
 		return err
 	}
