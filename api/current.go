@@ -16,7 +16,8 @@ import (
 // read the old one back.
 //
 // So the row is read as usual, and then the record's stream is probed past
-// the row's version: one indexed read of at most one event. When nothing
+// the row's version: on the SQL stores one index-only read of the stream's
+// last version, elsewhere a read of at most one event. When nothing
 // is there, the row is current and is the answer. When something is (the
 // projection has not applied the newest events yet), the answer is folded
 // from the stream itself, which is the source of truth; that happens only
@@ -33,20 +34,35 @@ func currentRecord[R any](ctx context.Context, streams eventstore.StreamReader, 
 	if rowErr != nil && !errors.Is(rowErr, domain.ErrNotFound) {
 		return zero, rowErr
 	}
-	from := int64(1)
+	known := int64(0) // the version the table shows
 	if rowErr == nil {
-		from = rowVersion + 1
+		known = rowVersion
 	}
-	tail, err := streams.ReadStream(ctx, stream, from, 1)
-	if errors.Is(err, eventstore.ErrStreamNotFound) || (err == nil && len(tail) == 0) {
-		return row, rowErr
-	}
+	newer, err := streamPast(ctx, streams, stream, known)
 	if err != nil {
 		return zero, err
+	}
+	if !newer {
+		return row, rowErr
 	}
 	envs, err := envelope.ReadRecord(ctx, streams, stream, orgID)
 	if err != nil {
 		return zero, err
 	}
 	return fold(envs)
+}
+
+// streamPast reports whether the stream has an event after version known.
+// The SQL stores answer from their index alone (StreamHead); otherwise the
+// first event after known is read.
+func streamPast(ctx context.Context, streams eventstore.StreamReader, stream string, known int64) (bool, error) {
+	if hr, ok := streams.(eventstore.StreamHeadReader); ok {
+		head, err := hr.StreamHead(ctx, stream)
+		return head > known, err
+	}
+	tail, err := streams.ReadStream(ctx, stream, known+1, 1)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return false, nil
+	}
+	return len(tail) > 0, err
 }

@@ -141,6 +141,16 @@ type StreamReader interface {
 	ReadStream(ctx context.Context, stream string, fromVersion int64, limit int) ([]RecordedEvent, error)
 }
 
+// StreamHeadReader is implemented by stores that can tell a stream's last
+// version in one cheap read (the SQL stores: an index-only lookup). The
+// read side uses it to check that a query-table row is current; with a
+// store that lacks it, it reads the stream instead (ReadStream).
+type StreamHeadReader interface {
+	// StreamHead returns the version of the stream's last event, 0 when
+	// the stream has none.
+	StreamHead(ctx context.Context, stream string) (int64, error)
+}
+
 // ReadFullStream reads every event of a stream, page by page.
 func ReadFullStream(ctx context.Context, s StreamReader, stream string) ([]RecordedEvent, error) {
 	const page = 1000

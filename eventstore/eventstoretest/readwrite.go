@@ -191,3 +191,23 @@ func testDataRoundTrip(t *testing.T, s eventstore.Store) {
 		t.Fatalf("round trip changed the event:\n got %s %s %s %s\nwant %s %s %s %s", got[0].ID, got[0].Type, got[0].Data, got[0].Metadata, e.ID, e.Type, data, meta)
 	}
 }
+
+// A store that tells stream heads (eventstore.StreamHeadReader) tells them
+// right: 0 for a stream without events, else the last version, at once
+// after an append. Stores without it skip this test.
+func testStreamHead(t *testing.T, s eventstore.Store) {
+	hr, ok := s.(eventstore.StreamHeadReader)
+	if !ok {
+		t.Skip("the store does not implement StreamHeadReader")
+	}
+	st := stream(t)
+	if v, err := hr.StreamHead(ctx(t), st); err != nil || v != 0 {
+		t.Fatalf("head of a stream without events = %d, %v; want 0", v, err)
+	}
+	mustAppend(t, s, st, eventstore.NoStream, ev("a", `{}`), ev("b", `{}`))
+	mustAppend(t, s, stream(t), eventstore.NoStream, ev("other", `{}`))
+	mustAppend(t, s, st, 2, ev("c", `{}`))
+	if v, err := hr.StreamHead(ctx(t), st); err != nil || v != 3 {
+		t.Fatalf("head after three events = %d, %v; want 3", v, err)
+	}
+}

@@ -66,6 +66,7 @@ func RunWith(t *testing.T, newStore NewStore, o Options) {
 		{"GapSafeUnderConcurrency", testGapSafety},
 		{"SubscriptionCatchUpAndLive", testSubscription},
 		{"HeadAndPing", testHeadAndPing},
+		{"StreamHead", testStreamHead},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -59,6 +59,14 @@ func (s *Store) ReadStream(ctx context.Context, stream string, fromVersion int64
 	return evs, nil
 }
 
+// StreamHead implements eventstore.StreamHeadReader, from the
+// (stream_id, version) index alone.
+func (s *Store) StreamHead(ctx context.Context, stream string) (int64, error) {
+	var v int64
+	err := s.db.GetContext(ctx, &v, `SELECT COALESCE(max(version), 0) FROM events WHERE stream_id = $1`, stream)
+	return v, err
+}
+
 // ReadAll implements eventstore.Store.
 func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]eventstore.RecordedEvent, error) {
 	if limit <= 0 {

@@ -64,6 +64,14 @@ func (s *Store) ReadStream(ctx context.Context, stream string, fromVersion int64
 	return evs, nil
 }
 
+// StreamHead implements eventstore.StreamHeadReader, from the
+// (stream_id, version) index alone.
+func (s *Store) StreamHead(ctx context.Context, stream string) (int64, error) {
+	var v int64
+	err := s.reads.streamHead.QueryRowContext(ctx, stream).Scan(&v)
+	return v, err
+}
+
 // ReadAll implements eventstore.Store.
 func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]eventstore.RecordedEvent, error) {
 	if limit <= 0 {

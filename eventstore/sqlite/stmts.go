@@ -51,7 +51,7 @@ type writeStmts struct {
 // readStmts are prepared on the read handle (database/sql prepares each on
 // every pooled connection as it is first used there).
 type readStmts struct {
-	readStream, streamExists, readAll, head, lookup *sql.Stmt
+	readStream, streamExists, streamHead, readAll, head, lookup *sql.Stmt
 }
 
 func prepareRead(ctx context.Context, db *sqlx.DB) (*readStmts, error) {
@@ -63,6 +63,7 @@ func prepareRead(ctx context.Context, db *sqlx.DB) (*readStmts, error) {
 	}{
 		{&r.readStream, selectEvents + ` WHERE stream_id = ? AND version >= ? ORDER BY version LIMIT ?`},
 		{&r.streamExists, `SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ?)`},
+		{&r.streamHead, `SELECT COALESCE(max(version), 0) FROM events WHERE stream_id = ?`},
 		{&r.readAll, selectEvents + ` WHERE position > ? ORDER BY position LIMIT ?`},
 		{&r.head, sqlHead},
 		{&r.lookup, sqlLookup},
@@ -76,7 +77,7 @@ func prepareRead(ctx context.Context, db *sqlx.DB) (*readStmts, error) {
 }
 
 func (r *readStmts) close() {
-	for _, st := range []*sql.Stmt{r.readStream, r.streamExists, r.readAll, r.head, r.lookup} {
+	for _, st := range []*sql.Stmt{r.readStream, r.streamExists, r.streamHead, r.readAll, r.head, r.lookup} {
 		if st != nil {
 			st.Close()
 		}
