@@ -29,7 +29,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -237,9 +236,9 @@ func (r *Runner) runOne(ctx context.Context, p Projection) (reported bool, err e
 
 func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
-		var batch batchPayload
-		if err := json.Unmarshal(msg.Payload, &batch); err != nil {
-			return fmt.Errorf("decode batch: %w", err)
+		batch, ok := batchOf(msg)
+		if !ok {
+			return fmt.Errorf("message %s carries no batch of events", msg.UUID)
 		}
 		last, err := applyBatch(msg.Context(), r.db, r.d, p, batch.Generation, batch.Events, nil)
 		if errors.Is(err, errRebuilt) {
