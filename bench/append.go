@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/salesos/salesos/app"
 	"github.com/salesos/salesos/envelope"
 	"github.com/salesos/salesos/eventstore"
@@ -21,15 +23,11 @@ var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 // runAppend: concurrency goroutines, each appending one new lead.created
 // event per call to a new stream (NoStream), for the duration.
 func runAppend(ctx context.Context, o *options, e *env, refTPS float64) error {
-	db, err := app.OpenDB(ctx, e.url)
+	db, store, err := openPostgresStore(ctx, e.url)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	store, err := postgres.New(ctx, db, postgres.Options{Logger: quietLogger})
-	if err != nil {
-		return err
-	}
 	defer store.Close()
 	if err := measureAppends(ctx, o, store, benchAppend, "postgres", refTPS,
 		"events/s through eventstore/postgres.Store.Append, one lead.created per call to a new stream; latency per Append call"); err != nil {
@@ -116,4 +114,19 @@ func measureAppends(ctx context.Context, o *options, store eventstore.Store, nam
 	}
 	emit(r)
 	return nil
+}
+
+// openPostgresStore opens the bench database and its event store. Close the
+// store, then the database.
+func openPostgresStore(ctx context.Context, url string) (*sqlx.DB, *postgres.Store, error) {
+	db, err := app.OpenDB(ctx, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := postgres.New(ctx, db, postgres.Options{Logger: quietLogger})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, store, nil
 }

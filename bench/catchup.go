@@ -11,12 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 
-	"github.com/salesos/salesos/app"
 	"github.com/salesos/salesos/driver"
 	"github.com/salesos/salesos/driver/pgdriver"
 	"github.com/salesos/salesos/driver/sqlitedriver"
 	"github.com/salesos/salesos/eventstore"
-	"github.com/salesos/salesos/eventstore/postgres"
 	"github.com/salesos/salesos/projections"
 )
 
@@ -27,15 +25,11 @@ const copyChunk = 20_000
 // then times projections.CatchUp of the leads projection from position 0 to
 // the head, once per batch size (with a rebuild in between).
 func runCatchUp(ctx context.Context, o *options, e *env) error {
-	db, err := app.OpenDB(ctx, e.url)
+	db, store, err := openPostgresStore(ctx, e.url)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	store, err := postgres.New(ctx, db, postgres.Options{Logger: quietLogger})
-	if err != nil {
-		return err
-	}
 	defer store.Close()
 
 	// Start from an empty log (the append bench left events behind), so
