@@ -117,11 +117,13 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{"SALESOS_ADDR", "SALESOS_DATA_DIR", "SALESOS_DATABASE_URL", "SALESOS_EVENTSTORE_URL", "SALESOS_ENV",
-				"SALESOS_OIDC_ISSUER", "SALESOS_OIDC_AUDIENCE", "SALESOS_CONSISTENCY_WAIT", "SALESOS_AUTO_MIGRATE", "SALESOS_SHUTDOWN_TIMEOUT",
-				"SALESOS_WEBHOOK_ALLOW_PRIVATE_TARGETS", "SALESOS_WEBHOOK_TIMEOUT", "SALESOS_WEBHOOK_LEASE", "SALESOS_DB_MAX_CONNS",
-				"SALESOS_WEBHOOK_CONCURRENCY", "SALESOS_WEBHOOK_ENDPOINT_CONCURRENCY"} {
-				t.Setenv(k, tc.env[k])
+			// Every variable the table knows, so the caller's environment
+			// cannot leak into a case.
+			for _, st := range settings {
+				t.Setenv(st.env, tc.env[st.env])
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
 			}
 			c, err := ConfigFromEnv()
 			if tc.wantErr != "" {
