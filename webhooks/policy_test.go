@@ -63,10 +63,10 @@ func TestPolicyNext(t *testing.T) {
 			case tc.o == Failed && tc.e.Active:
 				wantProbe = in(time.Minute)
 			}
-			if !sameTime(e.ProbeAfter, wantProbe) {
+			if !sameTimePtr(e.ProbeAfter, wantProbe) {
 				t.Errorf("ProbeAfter = %v, want %v", e.ProbeAfter, wantProbe)
 			}
-			if d.Status != tc.wantD.Status || d.Attempts != tc.wantD.Attempts || !sameTime(d.NextAttemptAt, tc.wantD.NextAttemptAt) {
+			if d.Status != tc.wantD.Status || d.Attempts != tc.wantD.Attempts || !sameTimePtr(d.NextAttemptAt, tc.wantD.NextAttemptAt) {
 				t.Errorf("delivery = %+v (next %v), want %+v (next %v)", d, d.NextAttemptAt, tc.wantD, tc.wantD.NextAttemptAt)
 			}
 			if e.Active != tc.wantE.Active || e.ConsecutiveFailures != tc.wantE.ConsecutiveFailures {
@@ -149,11 +149,4 @@ func TestPolicyEndpointLimit(t *testing.T) {
 			t.Errorf("%s: EndpointLimit = %d, want %d", tc.name, got, tc.want)
 		}
 	}
-}
-
-func sameTime(a, b *time.Time) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return a.Equal(*b)
 }
